@@ -1,0 +1,34 @@
+# Two commands do everything: `make demo` (fetch, train, evaluate) and `make test`.
+# Both create and fill the project's own virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN ?= demo
+
+.PHONY: demo test venv dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files make re-runs instant; they are redone when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: venv
+	$(BIN)/digitrec data fetch
+	$(BIN)/digitrec train --name $(RUN) --overwrite
+	$(BIN)/digitrec eval runs/$(RUN)/best.pt --split test
+
+test: dev
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,126 @@
+"""Time-to-accuracy of digitrec's recipes, and epoch speed against the tutorials' DataLoader program.
+
+For each recipe it trains (as `digitrec train --recipe R` does), evaluates the test set after
+every epoch (outside the timed training, and never used for any decision), and reports the
+training seconds until test accuracy first reached 99.0% and 99.5%. With --compare-tutorial it
+also times epochs of the tutorials' program and of `--recipe tutorial` in the same run.
+
+    python benchmarks/train_speed.py                      # default recipe, CPU or GPU
+    python benchmarks/train_speed.py --compare-tutorial   # adds the tutorial speed ratio
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tutorial_baseline import run_tutorial  # noqa: E402
+
+from digitrec.config import build_config  # noqa: E402
+from digitrec.data.mnist import load_splits  # noqa: E402
+from digitrec.models.inference import batched_logits  # noqa: E402
+from digitrec.train.loop import Hooks, train  # noqa: E402
+
+TARGETS = (0.990, 0.995)
+
+
+def time_to_accuracy(recipe: str, seed: int, device: str, overrides: dict) -> dict:
+    """Train one recipe; return per-epoch (training seconds, test accuracy) and the times to each target."""
+    test = load_splits(log=lambda m: None)["test"]
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    images, labels = test.images.to(dev), test.labels.to(dev)
+    curve: list[tuple[float, float]] = []
+
+    def on_epoch(record: dict, model: torch.nn.Module) -> None:
+        acc = (batched_logits(model, images).argmax(1) == labels).float().mean().item()
+        curve.append((record["train_time"], acc))
+
+    with tempfile.TemporaryDirectory() as runs:
+        cfg = build_config(recipe, {"runs_dir": runs, "name": "bench", "seed": seed, "device": device,
+                                    "progress": False, "tensorboard": False, **overrides})
+        train(cfg, log=lambda m: None, hooks=Hooks(on_epoch=on_epoch))
+    reached = {f"time_to_{100 * t:.1f}": next((s for s, a in curve if a >= t), None) for t in TARGETS}
+    return {"recipe": recipe, "seed": seed, "final_test_acc": curve[-1][1], "curve": curve, **reached}
+
+
+def compare_tutorial(epochs: int, device: str) -> dict:
+    """Seconds per epoch: the tutorials' DataLoader program vs `digitrec train --recipe tutorial`."""
+    train_split = load_splits(log=lambda m: None)["train"]
+    baseline = run_tutorial(train_split.images, train_split.labels, epochs)
+    ours: list[float] = []
+    with tempfile.TemporaryDirectory() as runs:
+        cfg = build_config("tutorial", {"runs_dir": runs, "name": "tut", "epochs": epochs, "device": device,
+                                        "progress": False, "tensorboard": False})
+        train(cfg, log=lambda m: None, hooks=Hooks(on_epoch=lambda r, m: ours.append(r["epoch_time"])))
+    b, o = statistics.median(baseline), statistics.median(ours)
+    return {"tutorial_dataloader_s_per_epoch": b, "digitrec_tutorial_s_per_epoch": o, "speedup": b / o,
+            "baseline_epochs": baseline, "digitrec_epochs": ours, "train_images": len(train_split)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", default="default", help="comma-separated recipes to time (default: default)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per recipe (results as median and range)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compare-tutorial", action="store_true", help="also time the tutorials' DataLoader program")
+    p.add_argument("--tutorial-epochs", type=int, default=3, help="epochs timed on each side of the comparison")
+    p.add_argument("--out", default="benchmarks/results/train_speed.json")
+    args = p.parse_args()
+
+    results: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "machine": platform.processor() or platform.machine(),
+                     "date": time.strftime("%Y-%m-%d"), "recipes": {}}
+    if torch.cuda.is_available() and args.device in ("auto", "cuda"):
+        results["gpu"] = torch.cuda.get_device_name()
+    for recipe in args.recipes.split(","):
+        runs = [time_to_accuracy(recipe, seed, args.device, {}) for seed in range(args.seeds)]
+        results["recipes"][recipe] = {"runs": runs, **_summary(runs)}
+    if args.compare_tutorial:
+        results["tutorial_comparison"] = compare_tutorial(args.tutorial_epochs, args.device)
+    _print_table(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+def _summary(runs: list[dict]) -> dict:
+    out = {}
+    for key in ("final_test_acc", *[f"time_to_{100 * t:.1f}" for t in TARGETS]):
+        vals = [r[key] for r in runs if r[key] is not None]
+        out[key] = {"median": statistics.median(vals) if vals else None, "min": min(vals, default=None),
+                    "max": max(vals, default=None), "reached": f"{len(vals)}/{len(runs)}"}
+    return out
+
+
+def _fmt(stat: dict, scale: float = 1.0, unit: str = "s") -> str:
+    if stat["median"] is None:
+        return f"not reached ({stat['reached']})"
+    spread = f" [{stat['min'] * scale:.2f}-{stat['max'] * scale:.2f}]" if stat["min"] != stat["max"] else ""
+    return f"{stat['median'] * scale:.2f}{unit}{spread} ({stat['reached']})"
+
+
+def _print_table(results: dict) -> None:
+    print(f"\ndevice {results['device']} ({results.get('gpu', results['machine'])}), torch {results['torch']}, "
+          f"{results['threads']} threads")
+    print(f"{'recipe':<10} {'final test acc':<26} {'time to 99.0%':<26} {'time to 99.5%':<26}")
+    for name, r in results["recipes"].items():
+        print(f"{name:<10} {_fmt(r['final_test_acc'], 100, '%'):<26} {_fmt(r['time_to_99.0']):<26} "
+              f"{_fmt(r['time_to_99.5']):<26}")
+    if "tutorial_comparison" in results:
+        c = results["tutorial_comparison"]
+        print(f"\nLeNet-5 tutorial recipe, seconds per epoch (median): tutorials' DataLoader program "
+              f"{c['tutorial_dataloader_s_per_epoch']:.2f}s, digitrec {c['digitrec_tutorial_s_per_epoch']:.2f}s: "
+              f"{c['speedup']:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

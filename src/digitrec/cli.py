@@ -1,0 +1,311 @@
+"""The `digitrec` command: parses arguments and calls one function per verb, nothing more."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from digitrec.errors import DigitrecError
+
+
+def _eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _out(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---- data ------------------------------------------------------------------------------------
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from digitrec.data.fetch import fetch_mnist
+
+    path = fetch_mnist(args.data_dir or None, log=_out)
+    _out(f"MNIST is ready in {path}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from digitrec.data.mnist import data_info
+
+    info = data_info(args.data_dir or None)
+    if args.json:
+        _out(json.dumps(info))
+        return 0
+    _out(yaml.safe_dump(info, sort_keys=False).rstrip())
+    return 0
+
+
+# ---- models ----------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from digitrec.models import list_models
+
+    rows = list_models()
+    if args.json:
+        _out(json.dumps(rows))
+        return 0
+    _out(f"{'name':<15}{'params':>11}{'size KB':>10}  description")
+    for r in rows:
+        _out(f"{r['name']:<15}{r['params']:>11,}{r['size_kb']:>10.1f}  {r['description']}")
+    return 0
+
+
+# ---- train -----------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from digitrec.config import build_config, load_yaml
+    from digitrec.train.loop import train
+
+    flags = _config_flags(args)
+    layers: list[dict[str, Any]] = []
+    resume = None
+    recipe = args.recipe
+    if args.resume is not None:
+        resume = _resume_path(args, flags)
+        from digitrec.train.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(resume).get("config", {})
+        layers.append(saved)
+        recipe = "default"
+    if args.config:
+        layers.append(load_yaml(args.config))
+    layers.append(flags)
+    cfg = build_config(recipe, *layers, source=args.config or "command line")
+    summary = train(cfg, resume=resume, overwrite=args.overwrite, log=_out)
+    _out(f"best validation accuracy {100 * summary['best_val_acc']:.2f}% at epoch {summary['best_epoch']}; "
+         f"training took {summary['train_time']:.1f}s")
+    if cfg.eval_test:
+        from digitrec.evaluate import evaluate_checkpoint
+
+        m = evaluate_checkpoint(summary["best_checkpoint"], split="test", data_dir=cfg.data_dir or None,
+                                device=cfg.device, log=_out)
+        _out(f"test accuracy {100 * m['accuracy']:.2f}% (n={m['n']}); report in {summary['run_dir']}")
+    return 0
+
+
+def _resume_path(args: argparse.Namespace, flags: dict[str, Any]) -> str:
+    if args.resume:
+        return args.resume
+    if "name" not in flags:
+        raise DigitrecError("--resume needs a checkpoint path, or --name of the run to continue")
+    from pathlib import Path
+
+    return str(Path(flags.get("runs_dir", "runs")) / flags["name"] / "last.pt")
+
+
+def _config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the settings given on the command line, as a nested dict (so they override the rest)."""
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg__"):
+            out[key[5:]] = value
+        elif key.startswith("aug__"):
+            out.setdefault("augment", {})[key[5:]] = value
+    if getattr(args, "model_arg", None):
+        out["model_args"] = dict(_parse_model_arg(a) for a in args.model_arg)
+    return out
+
+
+def _parse_model_arg(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise DigitrecError(f"--model-arg {text!r}: expected KEY=VALUE, e.g. --model-arg attention=true")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key, value
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig setting (and --aug-* per augmentation setting), defaults suppressed."""
+    from digitrec.config import TrainConfig
+    from digitrec.data.augment import AugmentConfig
+
+    group = p.add_argument_group("training settings (override the recipe and --config)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("augment", "model_args"):
+            continue
+        _add_flag(group, f"--{f.name.replace('_', '-')}", f"cfg__{f.name}", f, f.metadata.get("help", ""))
+    group.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a model option; repeatable")
+    aug = p.add_argument_group("augmentation (each 0 = off)")
+    for f in dataclasses.fields(AugmentConfig):
+        flag = "--augment" if f.name == "enabled" else f"--aug-{f.name.replace('_', '-')}"
+        _add_flag(aug, flag, f"aug__{f.name}", f, _AUG_HELP.get(f.name, ""))
+
+
+_AUG_HELP = {
+    "enabled": "augment training images",
+    "rotate": "max rotation in degrees",
+    "scale": "scale drawn from [1-s, 1+s]",
+    "translate": "max shift as a fraction of the image size",
+    "shear": "max shear in degrees",
+    "elastic": "elastic displacement amplitude in pixels",
+    "elastic_sigma": "smoothness of the elastic field in pixels",
+    "elastic_p": "probability of an elastic deformation",
+    "contrast": "contrast factor drawn from [1-c, 1+c]",
+    "brightness": "brightness shift drawn from [-b, b]",
+    "thickness_p": "probability of thinner or thicker strokes",
+    "blur_p": "probability of a Gaussian blur",
+    "blur_sigma": "max blur sigma in pixels",
+    "erase_p": "probability of erasing a random rectangle",
+    "erase_area": "erased fraction of the image, min and max",
+}
+
+
+def _add_flag(group, flag: str, dest: str, f: dataclasses.Field, help: str) -> None:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    shown = f" (default: {default})" if default != "" else ""
+    text = (help + shown).replace("%", "%%")
+    meta = f.name.upper()
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+    elif isinstance(default, tuple):
+        group.add_argument(flag, dest=dest, type=float, nargs=len(default), default=argparse.SUPPRESS, help=text,
+                           metavar=("LO", "HI"))
+    else:
+        group.add_argument(flag, dest=dest, type=type(default), default=argparse.SUPPRESS, help=text, metavar=meta)
+
+
+# ---- eval ------------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from digitrec.evaluate import evaluate_checkpoint
+
+    log = _eprint if args.json else _out
+    m = evaluate_checkpoint(args.checkpoint, split=args.split, data_dir=args.data_dir or None, out_dir=args.out,
+                            device=args.device, pictures=not args.no_pictures, log=log)
+    if args.json:
+        _out(json.dumps(m))
+        return 0
+    _out(f"{m['model']} on {m['split']}: accuracy {100 * m['accuracy']:.2f}%  loss {m['loss']:.4f}  n={m['n']}  "
+         f"{m['images_per_s']:.0f} img/s on {m['device']}")
+    _out("class  precision  recall     f1  support")
+    for row in m["per_class"]:
+        _out(f"{row['class']:>5}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}")
+    _out("report: " + ", ".join(m["files"].values()))
+    return 0
+
+
+# ---- predict ---------------------------------------------------------------------------------
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
+    """Files as given, the images inside folders (sorted), and glob matches; unmatched names stay to be reported."""
+    import glob
+    from pathlib import Path
+
+    out: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            out += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif not path.exists() and glob.has_magic(pattern):
+            out += sorted(glob.glob(pattern, recursive=True)) or [pattern]
+        else:
+            out.append(pattern)
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digitrec.read.recognizer import Recognizer
+
+    recognizer = Recognizer.load(args.model, threshold=args.threshold)
+    failed = 0
+    for path in expand_inputs(args.paths):
+        try:
+            result = recognizer.read(path, single=args.single)
+            if args.explain:
+                from digitrec.read.explain import explain_image
+
+                explain_image(path, result, result.crops, _explain_path(path))
+        except DigitrecError as e:
+            failed += 1
+            _out(json.dumps({"path": path, "error": str(e)}) if args.json else f"{path}: error: {e}")
+            continue
+        if args.json:
+            _out(json.dumps({"path": path, **result.to_dict()}))
+        else:
+            shown = result.digits or f"- ({result.reason})"
+            _out(f"{path}: {shown}  confidence {result.confidence:.3f}")
+    return 1 if failed else 0
+
+
+def _explain_path(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}.explain.png"))
+
+
+# ---- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every verb."""
+    from digitrec import __version__
+    from digitrec.config import RECIPES
+
+    p = argparse.ArgumentParser(prog="digitrec", description="Handwritten-digit recognition on PyTorch.")
+    p.add_argument("--version", action="version", version=f"digitrec {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    data = sub.add_parser("data", help="fetch MNIST or show what is cached")
+    dsub = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    fetch = dsub.add_parser("fetch", help="download and verify the four MNIST files")
+    info = dsub.add_parser("info", help="where MNIST is, whether it verifies, split sizes and class counts")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    for q in (fetch, info):
+        q.add_argument("--data-dir", default="", help="folder for the MNIST files (default: $DIGITREC_DATA or cache)")
+    fetch.set_defaults(func=cmd_data_fetch)
+    info.set_defaults(func=cmd_data_info)
+
+    models = sub.add_parser("models", help="list the registered models with parameter counts and sizes")
+    models.add_argument("--json", action="store_true", help="print one JSON array")
+    models.set_defaults(func=cmd_models)
+
+    tr = sub.add_parser("train", help="train a model (settings: defaults < --recipe < --config < flags)")
+    tr.add_argument("--config", help="YAML file of settings")
+    tr.add_argument("--recipe", default="default", choices=list(RECIPES), help="named starting settings")
+    tr.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
+                    help="continue from a checkpoint (alone: RUNS_DIR/NAME/last.pt)")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    _add_config_flags(tr)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint; writes metrics.json and PNGs beside it")
+    ev.add_argument("checkpoint", help="a .pt checkpoint written by `digitrec train`")
+    ev.add_argument("--split", default="test", choices=["test", "val"], help="which split (default: test)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    ev.add_argument("--data-dir", default="", help="folder with the MNIST files")
+    ev.add_argument("--out", default=None, help="folder for the report (default: the checkpoint's folder)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--no-pictures", action="store_true", help="write metrics JSON only")
+    ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="read the digits in photos, scans or canvas exports")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or glob patterns")
+    pr.add_argument("--model", default="default",
+                    help="default, default-ensemble, or a checkpoint path (default: default)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
+    pr.add_argument("--single", action="store_true", help="treat each image as exactly one digit")
+    pr.add_argument("--threshold", type=float, default=0.5,
+                    help="abstain (empty digits, with a reason) below this confidence (default: 0.5)")
+    pr.add_argument("--explain", action="store_true",
+                    help="write NAME.explain.png beside each input: boxes, the 28x28 crops, the answer")
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a verb; a DigitrecError becomes one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DigitrecError as e:
+        _eprint(f"digitrec: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _eprint("digitrec: interrupted")
+        return 130

@@ -1,0 +1,136 @@
+"""Recognizer: read one digit or a one-line number from any image, and say when it does not know.
+
+Preprocessing (decode, polarity, clean, crop, 20-px box, centre of mass) and segmentation are the
+same whichever backend runs the network.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from digitrec.errors import DigitrecError
+from digitrec.read.backends import Backend, torch_backend
+from digitrec.read.normalize import preprocess, to_mnist
+from digitrec.read.segment import segment
+
+DEFAULT_THRESHOLD = 0.5
+BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt")}
+
+
+@dataclass
+class DigitItem:
+    """One digit read: its class, confidence, box [x, y, w, h] in the input image, and all ten probabilities."""
+
+    digit: int
+    confidence: float
+    box: list[int]
+    probs: list[float]
+
+
+@dataclass
+class ReadResult:
+    """What was read: the digit string ("" when abstaining), its confidence, the items, and why if empty."""
+
+    digits: str
+    confidence: float
+    items: list[DigitItem] = field(default_factory=list)
+    reason: str | None = None
+    crops: np.ndarray | None = field(default=None, repr=False, compare=False)  # the 28x28 inputs the model saw
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the shape `digitrec predict --json` prints)."""
+        out = {"digits": self.digits, "confidence": self.confidence, "items": [asdict(i) for i in self.items]}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+class Recognizer:
+    """Reads handwritten digits with a model behind a backend; see `Recognizer.load`."""
+
+    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not 0 <= threshold <= 1:
+            raise DigitrecError(f"threshold {threshold} must be in [0, 1]")
+        self.backend = backend
+        self.threshold = threshold
+
+    @classmethod
+    def load(cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD) -> Recognizer:
+        """The shipped model ('default', 'default-ensemble') or a checkpoint path."""
+        return cls(torch_backend(resolve_model(model), str(model)), threshold)
+
+    @property
+    def card(self) -> dict:
+        """The model card of the network behind this recognizer."""
+        return self.backend.card
+
+    def classify(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Probabilities [B, 10] for images already in MNIST form: [B, 28, 28] or [B, 1, 28, 28] in [0, 1]."""
+        x = batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch, np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+            raise DigitrecError(f"classify expects images [B, 28, 28] or [B, 1, 28, 28], got {list(x.shape)}")
+        return self.backend(x.astype(np.float32, copy=False))
+
+    def read(
+        self, image: Any, *, single: bool = False, threshold: float | None = None, name: str | None = None
+    ) -> ReadResult:
+        """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
+        threshold = self.threshold if threshold is None else threshold
+        boxes, crops = self.crops(image, single=single, name=name)
+        if not boxes:
+            return ReadResult("", 0.0, [], reason="blank: no ink found")
+        probs = self.classify(crops)
+        items = [DigitItem(int(p.argmax()), float(p.max()), b, [round(float(v), 6) for v in p])
+                 for b, p in zip(boxes, probs)]
+        result = _decide(items, threshold)
+        result.crops = crops
+        return result
+
+    def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
+        """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
+        ink, mask = preprocess(image, name=name)
+        if not mask.any():
+            return [], np.zeros((0, 28, 28), np.float32)
+        if single:
+            ys, xs = np.nonzero(mask)
+            boxes = [[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]]
+        else:
+            boxes = [b.as_list() for b in segment(ink, mask, score=self._score_crops)]
+        if not boxes:
+            return [], np.zeros((0, 28, 28), np.float32)
+        return boxes, np.stack([to_mnist(ink, tuple(b)) for b in boxes])
+
+    def _score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.classify(np.stack(crops))
+
+
+def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
+    """Abstain from the whole reading when any digit is below the threshold; keep the guesses as items."""
+    confidence = min(item.confidence for item in items)
+    if confidence < threshold:
+        weakest = min(range(len(items)), key=lambda i: items[i].confidence)
+        return ReadResult("", confidence, items,
+                          reason=f"low confidence: digit {weakest + 1} at {confidence:.2f} < threshold {threshold:.2f}")
+    return ReadResult("".join(str(i.digit) for i in items), confidence, items)
+
+
+def resolve_model(model: str | Path) -> list[Path]:
+    """The weight files behind a model name or path, with a clear error when there are none."""
+    if str(model) in BUILTIN:
+        folder = resources.files("digitrec") / "weights"
+        paths = [Path(str(folder / name)) for name in BUILTIN[str(model)]]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise DigitrecError(f"model {model!r}: the package is missing its weight files {missing}; reinstall digitrec")
+        return paths
+    path = Path(model)
+    if not path.exists():
+        raise DigitrecError(f"model {model!r}: no such file, and not one of {', '.join(BUILTIN)}")
+    return [path]

@@ -1,0 +1,85 @@
+"""Checkpoints: atomic save, weights-only load, and the model rebuilt from what a checkpoint says.
+
+A checkpoint is a dict of tensors and plain values, so `torch.load(weights_only=True)` reads it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from digitrec.errors import DigitrecError
+from digitrec.models import create_model
+
+FORMAT = "digitrec-checkpoint"
+VERSION = 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model under DDP and torch.compile wrappers, so saved keys carry no prefixes."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write a checkpoint atomically: a temp file in the same folder, then a rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a digitrec checkpoint, with one clear error for a missing, corrupt or foreign file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DigitrecError(f"checkpoint {p}: no such file")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch.load raises many types for a foreign or damaged file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DigitrecError(f"checkpoint {p}: not a readable PyTorch checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DigitrecError(f"checkpoint {p}: a PyTorch file, but not a digitrec checkpoint (no '{FORMAT}' marker)")
+    if ckpt.get("version", 0) > VERSION:
+        raise DigitrecError(f"checkpoint {p}: written by a newer digitrec (format {ckpt['version']} > {VERSION})")
+    return ckpt
+
+
+def inference_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to predict with: the moving average when the run kept one (it was validated)."""
+    return ckpt.get("ema_state") or ckpt["model_state"]
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """Rebuild the registered model a checkpoint names and load its inference weights."""
+    spec = ckpt.get("model") or {}
+    model = create_model(spec.get("name", "?"), **spec.get("args", {}))
+    load_weights(model, inference_state(ckpt), source)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict with a message that says which model the weights do not fit."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        name = getattr(model, "digitrec_spec", {}).get("name", type(model).__name__)
+        detail = str(e).splitlines()[0]
+        raise DigitrecError(f"{source}: its weights do not fit model {name!r} ({detail})") from None
