@@ -8,6 +8,7 @@ pieces used here (MNIST's __getitem__, ToTensor, Normalize) are written out as t
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -49,19 +50,21 @@ class TutorialLeNet(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))))
 
 
-def run_tutorial(images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int = 0) -> list[float]:
-    """Train as the tutorial does (Adam 1e-3, batch 64); returns the seconds each epoch took."""
+def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Iterator[float]:
+    """Train as the tutorial does (Adam 1e-3, batch 64), one epoch per next(); yields each epoch's seconds.
+
+    A generator, so a benchmark can interleave these epochs with its own and let both see the
+    same machine conditions.
+    """
     torch.manual_seed(seed)
     model = TutorialLeNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TutorialMNIST(images, labels), batch_size=64, shuffle=True)
-    times = []
-    for _ in range(epochs):
+    while True:
         model.train()
         t0 = time.perf_counter()
         for x, y in loader:
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+        yield time.perf_counter() - t0

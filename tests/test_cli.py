@@ -29,7 +29,7 @@ OFFLINE = {"DIGITREC_MIRRORS": "http://127.0.0.1:9/", "DIGITREC_NO_NPM": "1"}
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, mnist_dir):
-    """One tiny run through the CLI, reused by the tests below."""
+    """One tiny run through the CLI, reused by the tests below (the tutorial recipe, torch.compile included)."""
     runs = tmp_path_factory.mktemp("cli_runs")
     proc = digitrec("train", "--recipe", "tutorial", "--train-subset", 2048, "--val-size", 500, "--epochs", 1,
                     "--lr", 3e-3, "--runs-dir", runs, "--name", "cli", "--data-dir", mnist_dir, "--no-tensorboard")

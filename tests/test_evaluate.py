@@ -17,7 +17,7 @@ def trained_run(tmp_path_factory, mnist_dir):
     root = tmp_path_factory.mktemp("runs")
     cfg = build_config("tutorial", dict(
         runs_dir=str(root), name="lenet", data_dir=str(mnist_dir), train_subset=4096, val_size=1000, epochs=2,
-        lr=3e-3, progress=False, tensorboard=False,
+        lr=3e-3, progress=False, tensorboard=False, compile=False,
     ))
     train(cfg, log=lambda m: None)
     return root / "lenet"

@@ -56,5 +56,15 @@ def test_ema_moves_toward_the_weights_by_one_minus_decay():
     before = ema.state_dict()["weight"].clone()
     with torch.no_grad():
         model.weight.add_(1.0)
-    ema.update(model)
+    ema.update(model, step=1000)
     assert torch.allclose(ema.state_dict()["weight"], before + 0.1)
+
+
+def test_ema_decay_warms_up_so_early_averages_follow_the_weights():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, 0.999)
+    before = ema.state_dict()["weight"].clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model, step=0)  # decay (1 + 0) / (10 + 0) = 0.1: 90 % of the way to the weights
+    assert torch.allclose(ema.state_dict()["weight"], before + 0.9)

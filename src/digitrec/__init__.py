@@ -16,6 +16,7 @@ _LAZY = {
     "list_models": ("digitrec.models", "list_models"),
     "train": ("digitrec.train.loop", "train"),
     "evaluate": ("digitrec.evaluate", "evaluate_checkpoint"),
+    "export": ("digitrec.export", "export"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -175,7 +175,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from digitrec.evaluate import evaluate_checkpoint
 
     log = _eprint if args.json else _out
-    m = evaluate_checkpoint(args.checkpoint, split=args.split, data_dir=args.data_dir or None, out_dir=args.out,
+    if (args.checkpoint is None) == (args.model is None):
+        raise DigitrecError("eval needs a CHECKPOINT or --model NAME (one of them, not both)")
+    paths, out = args.checkpoint, args.out
+    if args.model is not None:
+        from pathlib import Path
+
+        from digitrec.read.recognizer import resolve_model
+
+        paths = resolve_model(args.model)
+        out = out or str(Path("runs") / f"eval-{Path(args.model).stem}")  # never write into the installed package
+    m = evaluate_checkpoint(paths, split=args.split, data_dir=args.data_dir or None, out_dir=out,
                             device=args.device, pictures=not args.no_pictures, log=log)
     if args.json:
         _out(json.dumps(m))
@@ -241,6 +251,57 @@ def _explain_path(path: str) -> str:
     return str(p.with_name(f"{p.stem}.explain.png"))
 
 
+# ---- serve -----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from digitrec.serve import ServeSettings, serve
+
+    if args.workers < 1 or not 0 < args.max_body_mb or (args.max_pixels is not None and args.max_pixels < 1):
+        raise DigitrecError("--workers, --max-body-mb and --max-pixels must be positive")
+    limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
+    settings = ServeSettings(model=args.model, backend=args.backend, threshold=args.threshold,
+                             max_body_bytes=int(args.max_body_mb * 1024 * 1024), **limits,
+                             api_key=args.api_key or os.environ.get("DIGITREC_API_KEY") or None)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    return 0
+
+
+# ---- export and bench ------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitrec.export import export
+
+    log = _eprint if args.json else _out
+    path = export(args.model, format=args.format, out=args.out, opset=args.opset, data_dir=args.data_dir or None,
+                  parity_images=args.parity_images, log=log)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    if args.json:
+        _out(json.dumps({k: v for k, v in meta.items() if k != "card"}))
+        return 0
+    par = meta["parity"]
+    _out(f"{path}: {meta['format']}, {meta['size_bytes'] / 1024:.1f} KB"
+         + (f", opset {meta['opset']}" if meta["opset"] else ""))
+    _out(f"parity on {par['images']} test images: {par['disagreements']} different predictions, max logit "
+         f"difference {par['max_abs_logit_diff']:.1e}, accuracy {100 * par['accuracy_export']:.2f}% "
+         f"(source {100 * par['accuracy_source']:.2f}%)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from digitrec.bench import bench, format_table
+
+    backends = [b for b in args.backend.split(",") if b] if args.backend else None
+    try:
+        batches = [int(b) for b in args.batch.split(",") if b]
+    except ValueError:
+        raise DigitrecError(f"--batch {args.batch!r}: expected comma-separated sizes, e.g. 1,32,256") from None
+    result = bench(args.model, backends, batches, data_dir=args.data_dir or None, repeats=args.repeats,
+                   images_per_round=args.images_per_round, test_images=args.test_images, out=args.out, log=_eprint)
+    _out(format_table(result))
+    _out(f"results: {args.out}")
+    return 0
+
+
 # ---- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every verb."""
@@ -275,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint; writes metrics.json and PNGs beside it")
-    ev.add_argument("checkpoint", help="a .pt checkpoint written by `digitrec train`")
+    ev.add_argument("checkpoint", nargs="?", help="a .pt checkpoint written by `digitrec train`")
+    ev.add_argument("--model", default=None,
+                    help="a shipped model instead of a checkpoint: default or default-ensemble "
+                         "(report in runs/eval-NAME)")
     ev.add_argument("--split", default="test", choices=["test", "val"], help="which split (default: test)")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ev.add_argument("--data-dir", default="", help="folder with the MNIST files")
@@ -295,6 +359,47 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--explain", action="store_true",
                     help="write NAME.explain.png beside each input: boxes, the 28x28 crops, the answer")
     pr.set_defaults(func=cmd_predict)
+
+    sv = sub.add_parser("serve", help="HTTP API and drawing page (FastAPI on uvicorn)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--model", default="default", help="default, default-ensemble, or a checkpoint path")
+    sv.add_argument("--backend", default="onnx", help="inference backend (default: onnx)")
+    sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model (default: 1)")
+    sv.add_argument("--threshold", type=float, default=0.5, help="default abstain threshold (default: 0.5)")
+    sv.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body in MiB (default: 10)")
+    sv.add_argument("--max-pixels", type=int, default=None,
+                    help="largest image in pixels, checked before decoding (default: 40000000)")
+    sv.add_argument("--api-key", default=None, help="require this key on /v1/* (default: $DIGITREC_API_KEY)")
+    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                    help="server log level (default: info)")
+    sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="export a model to ONNX, ONNX int8, .pt2 or TorchScript, checked for parity")
+    ex.add_argument("model", metavar="MODEL", help="a checkpoint, default or default-ensemble")
+    ex.add_argument("--format", required=True, choices=["onnx", "onnx-int8", "pt2", "torchscript"],
+                    help="onnx; onnx-int8 (static int8, ONNX Runtime); pt2 (torch.export, the lasting PyTorch "
+                         "format); torchscript (deprecated in PyTorch, for users who still need it)")
+    ex.add_argument("--out", default=None, help="output file (default: beside the checkpoint, or in this folder)")
+    ex.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    ex.add_argument("--parity-images", type=int, default=10_000,
+                    help="MNIST test images the export is checked on (default: 10000, all)")
+    ex.add_argument("--data-dir", default="", help="folder with the MNIST files")
+    ex.add_argument("--json", action="store_true", help="print the sidecar facts as one JSON object")
+    ex.set_defaults(func=cmd_export)
+
+    be = sub.add_parser("bench", help="throughput and latency of each inference backend on the MNIST test set")
+    be.add_argument("--model", default="default", help="a checkpoint, default, default-ensemble or an exported file")
+    be.add_argument("--backend", default="",
+                    help="comma-separated: torch,pt2,torchscript,onnx,onnx-int8 (default: all for a checkpoint)")
+    be.add_argument("--batch", default="1,32,256", help="comma-separated batch sizes (default: 1,32,256)")
+    be.add_argument("--repeats", type=int, default=5, help="timed rounds per backend and batch (default: 5)")
+    be.add_argument("--images-per-round", type=int, default=2048,
+                    help="images each backend runs per timed round (default: 2048)")
+    be.add_argument("--test-images", type=int, default=None, help="use the first N test images (default: all)")
+    be.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
+    be.add_argument("--data-dir", default="", help="folder with the MNIST files")
+    be.set_defaults(func=cmd_bench)
     return p
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ SPLITS = ("test", "val")
 
 
 def evaluate_checkpoint(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     split: str = "test",
     data_dir: str | Path | None = None,
@@ -35,11 +36,16 @@ def evaluate_checkpoint(
     pictures: bool = True,
     log=print,
 ) -> dict[str, Any]:
-    """Score a checkpoint on the test or validation split and write the report beside it (or into out_dir)."""
+    """Score a checkpoint on the test or validation split and write the report beside it (or into out_dir).
+
+    Several checkpoints are scored as an ensemble: their class probabilities are averaged.
+    """
     if split not in SPLITS:
         raise DigitrecError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    ckpt = load_checkpoint(path)
-    model = model_from_checkpoint(ckpt, source=f"checkpoint {path}")
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    ckpts = [load_checkpoint(p) for p in paths]
+    models = [model_from_checkpoint(c, source=f"checkpoint {p}") for c, p in zip(ckpts, paths)]
+    ckpt = ckpts[0]
     cfg = ckpt.get("config", {})
     data_dir = data_dir or cfg.get("data_dir") or None
     splits = load_splits(data_dir, val_size=cfg.get("val_size", 5000), split_seed=cfg.get("split_seed", 0), log=log)
@@ -47,28 +53,37 @@ def evaluate_checkpoint(
     if len(data) == 0:
         raise DigitrecError(f"checkpoint {path} was trained without a validation split; evaluate on --split test")
     dev = resolve_device(device)
-    model = model.to(dev).to(memory_format=torch.channels_last)
+    models = [m.to(dev).to(memory_format=torch.channels_last) for m in models]
     images, labels = data.images.to(dev), data.labels.to(dev)
-    batched_logits(model, images[:batch_size], batch_size)  # warm-up, so the timing is steady-state
+    _logits(models, images[:batch_size], batch_size)  # warm-up, so the timing is steady-state
     t0 = time.perf_counter()
-    logits = batched_logits(model, images, batch_size)
+    logits = _logits(models, images, batch_size)
     seconds = time.perf_counter() - t0
     metrics = compute_metrics(logits.cpu(), labels.cpu())
+    names = [c["model"]["name"] for c in ckpts]
     metrics.update(
         split=split,
-        checkpoint=str(path),
-        model=ckpt["model"]["name"],
+        checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+        model=names[0] if len(names) == 1 else f"ensemble of {len(names)}: {', '.join(names)}",
         epoch=ckpt.get("train_state", {}).get("epoch"),
         images_per_s=round(len(data) / seconds, 1),
         device=str(dev),
     )
-    out = Path(out_dir) if out_dir else Path(path).parent
+    out = Path(out_dir) if out_dir else Path(paths[0]).parent
     suffix = "" if split == "test" else "-val"
     metrics["files"] = {"metrics": str(write_json(metrics, out / f"metrics{suffix}.json"))}
     if pictures:
         metrics["files"].update(_pictures(ckpt, data.images, logits.cpu(), labels.cpu(), out, suffix, split))
         write_json(metrics, out / f"metrics{suffix}.json")
     return metrics
+
+
+def _logits(models: list[torch.nn.Module], images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """One model's logits, or the log of several models' mean probabilities."""
+    if len(models) == 1:
+        return batched_logits(models[0], images, batch_size)
+    probs = sum(batched_logits(m, images, batch_size).softmax(1) for m in models) / len(models)
+    return probs.clamp_min(1e-12).log()
 
 
 def _pictures(ckpt, images, logits, labels, out: Path, suffix: str, split: str) -> dict[str, str]:

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from digitrec.errors import DigitrecError
-from digitrec.read.backends import Backend, torch_backend
+from digitrec.read.backends import Backend, load_backend
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read.segment import segment
 
 DEFAULT_THRESHOLD = 0.5
-BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt")}
+BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
 
 
 @dataclass
@@ -60,9 +60,12 @@ class Recognizer:
         self.threshold = threshold
 
     @classmethod
-    def load(cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD) -> Recognizer:
-        """The shipped model ('default', 'default-ensemble') or a checkpoint path."""
-        return cls(torch_backend(resolve_model(model), str(model)), threshold)
+    def load(
+        cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD, backend: str | None = None
+    ) -> Recognizer:
+        """The shipped model ('default', 'default-ensemble'), a checkpoint, or an exported file (.onnx, .pt2,
+        .torchscript); the file type picks the backend unless `backend` names one."""
+        return cls(load_backend(model, backend), threshold)
 
     @property
     def card(self) -> dict:

@@ -37,6 +37,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets a normal file's mode
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
         os.replace(tmp, p)
     except BaseException:
@@ -73,6 +76,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
     model = create_model(spec.get("name", "?"), **spec.get("args", {}))
     load_weights(model, inference_state(ckpt), source)
     return model.eval()
+
+
+def release_checkpoint(ckpt: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint to ship: inference weights, model spec, config, card and history; no optimizer state."""
+    card = dict(ckpt.get("card", {}))
+    card["metrics"] = {**card.get("metrics", {}), **metrics}
+    history = ckpt.get("train_state", {}).get("history", [])
+    return {
+        "model": ckpt["model"],
+        "model_state": {k: v.clone() for k, v in inference_state(ckpt).items()},
+        "config": ckpt.get("config", {}),
+        "card": card,
+        "train_state": {"epoch": ckpt.get("train_state", {}).get("epoch"), "history": history},
+    }
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -195,7 +195,7 @@ def _train_epoch(fwd, model, data, cfg, epoch, opt, sched, scaler, ema, augment,
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
         if (b + 1) % cfg.accumulate == 0:
-            _optimizer_step(model, cfg, opt, sched, scaler, ema)
+            _optimizer_step(model, cfg, opt, sched, scaler, ema, state.step)
             state.step += 1
             if hooks.on_step:
                 hooks.on_step(epoch, state.step)
@@ -212,7 +212,7 @@ def _train_epoch(fwd, model, data, cfg, epoch, opt, sched, scaler, ema, augment,
             "images_per_s": round(n / seconds, 1), "epoch_time": round(seconds, 3)}
 
 
-def _optimizer_step(model, cfg, opt, sched, scaler, ema) -> None:
+def _optimizer_step(model, cfg, opt, sched, scaler, ema, step: int) -> None:
     if cfg.grad_clip:
         scaler.unscale_(opt)
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -222,7 +222,7 @@ def _optimizer_step(model, cfg, opt, sched, scaler, ema) -> None:
     if cfg.schedule != "plateau":
         sched.step()
     if ema:
-        ema.update(model)
+        ema.update(model, step)
 
 
 def _validate(model: nn.Module, val: Split, cfg: TrainConfig) -> dict[str, float]:

@@ -1,0 +1,250 @@
+"""From any image to MNIST-like ink, and from a box of ink to the 28x28 image the model was trained on.
+
+`preprocess` finds the ink (polarity, uneven background, threshold, specks) at a working size of at most
+`WORK_SIDE` pixels; `to_mnist` repeats MNIST's own recipe: the longest side scaled to 20 px (antialiased),
+the centre of mass put at the centre of a 28x28 field, white ink on black in [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from digitrec.read.image import WORK_SIDE, decode
+
+FIELD = 28  # MNIST image side
+BOX = 20  # MNIST digits fill a 20x20 box...
+MID = 4  # big crops are first shrunk to MID * BOX px, where stroke thickening is cheap
+CENTRE = 14.0  # ...whose centre of mass sits here (mean over MNIST train: 14.00, 14.00 in index coordinates)
+STROKE_MIN, STROKE_TARGET = 1.8, 2.4  # stroke width in px at 20-px scale: MNIST's 10th percentile and median
+BORDER = 0.04  # fraction of the short side sampled as the background ring
+FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
+MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
+SPECK = 0.02  # components under this fraction of the largest one are noise
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity
+
+
+class Ink(np.ndarray):
+    """Float32 HxW ink at working size that remembers the input's (height, width), so boxes can map back."""
+
+    input_shape: tuple[int, int] | None
+
+    def __new__(cls, values: np.ndarray, input_shape: tuple[int, int] | None = None) -> Ink:
+        obj = np.asarray(values, np.float32).view(cls)
+        obj.input_shape = tuple(input_shape) if input_shape is not None else None
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        same = obj is not None and getattr(obj, "shape", None) == self.shape
+        self.input_shape = getattr(obj, "input_shape", None) if same else None
+
+
+def preprocess(image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ink float32 HxW in [0, 1] (1 = full ink, background 0) and the bool mask of ink that survives cleaning."""
+    decoded = decode(image, name, max_side=WORK_SIDE)
+    ink, mask = extract_ink(decoded.gray)
+    return Ink(ink, decoded.input_shape), mask
+
+
+def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, speck removal."""
+    d, noise = _ink_signal(gray)
+    floor = max(0.03, 3.0 * noise)
+    candidates = d[d > floor]
+    peak = _quantiles(candidates, (0.9,))[0] if candidates.size >= 4 else 0.0
+    if peak < max(MIN_CONTRAST, 6.0 * noise):
+        return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
+    t = min(max(_otsu(d[::2, ::2], peak), floor, 0.25 * peak), 0.6 * peak)
+    mask = _clean(d > max(floor, 0.5 * t), d > t)
+    ink = np.clip((d - floor) / (peak - floor), 0.0, 1.0)
+    ink[~_dilate(mask)] = 0.0
+    return ink.astype(np.float32, copy=False), mask
+
+
+def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    """How far each pixel is from the local paper towards the ink's side (>0 = inky), and the noise sigma."""
+    b = max(1, round(BORDER * min(gray.shape)))
+    ring = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
+    lo, level, hi = _quantiles(ring, (0.1, 0.5, 0.9))
+    if hi - lo <= FLAT:
+        noise = 1.4826 * _quantiles(np.abs(ring - level), (0.5,))[0]
+        if _dark_ink(gray[::2, ::2] - level, noise):
+            return level - gray, noise
+        return gray - level, noise
+    # Uneven paper (shading, vignetting): subtract a large-scale estimate of it, first polarity-blind (median),
+    # then from the paper's side of the distribution once the polarity is known.
+    r = gray - _background(gray, 50)
+    sample = r[::4, ::4].ravel()
+    noise = 1.4826 * _quantiles(np.abs(sample - _quantiles(sample, (0.5,))[0]), (0.5,))[0]
+    dark = _dark_ink(r[::2, ::2], noise)
+    r = gray - _background(gray, 80 if dark else 20)
+    return (-r if dark else r), noise
+
+
+def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Quantiles by partial sort, without interpolation (np.percentile costs several times more)."""
+    values = values.ravel()
+    ks = [min(values.size - 1, int(q * values.size)) for q in qs]
+    part = np.partition(values, ks)
+    return [float(part[k]) for k in ks]
+
+
+def _dark_ink(r: np.ndarray, noise: float) -> bool:
+    """Dark ink on light paper when more energy lies below the paper level than above it."""
+    t = max(0.03, 3.0 * noise)
+    return float(np.clip(-r - t, 0, None).sum()) >= float(np.clip(r - t, 0, None).sum())
+
+
+def _background(gray: np.ndarray, q: float) -> np.ndarray:
+    """The q-th percentile of gray over neighbourhoods a third of the short side wide, smooth at full size."""
+    h, w = gray.shape
+    cell = max(1, min(h, w) // 24)
+    small = (max(1, h // cell), max(1, w // cell))
+    coarse = np.asarray(Image.fromarray(gray).resize(small[::-1], Image.Resampling.BOX))
+    size = max(3, min(small) // 3)
+    coarse = ndimage.percentile_filter(coarse, q, size=size, mode="nearest")
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _otsu(values: np.ndarray, peak: float, bins: int = 64) -> float:
+    """Otsu's threshold of `values` over [0, peak]: the split that maximises the between-class variance."""
+    idx = np.clip((values.ravel() * (bins / peak)).astype(np.int64), 0, bins - 1)
+    hist = np.bincount(idx, minlength=bins).astype(np.float64)
+    centres = (np.arange(bins) + 0.5) * (peak / bins)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * centres)
+    total, mean = w0[-1], m0[-1]
+    w1 = total - w0
+    valid = (w0 > 0) & (w1 > 0)
+    between = np.zeros(bins)
+    between[valid] = (mean * w0[valid] - total * m0[valid]) ** 2 / (w0[valid] * w1[valid])
+    return float((np.argmax(between) + 1) * (peak / bins))
+
+
+def _clean(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """Hysteresis plus speck removal: weak components that hold strong ink and are not tiny beside the largest."""
+    labels, n = ndimage.label(weak, EIGHT)
+    if n == 0:
+        return weak
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.bincount(labels[strong], minlength=n + 1) > 0
+    keep[0] = False
+    if keep.any():
+        keep &= area >= max(3, SPECK * area[keep].max(), 2e-5 * weak.size)
+    return weak if keep[1:].all() else keep[labels]
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """3x3 binary dilation by shifted ORs (several times faster than scipy's for this one case)."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
+
+
+def scale_of(ink: np.ndarray) -> tuple[float, float]:
+    """Input pixels per ink pixel along (y, x): 1 unless `ink` was shrunk to the working size."""
+    shape = getattr(ink, "input_shape", None)
+    if not shape:
+        return 1.0, 1.0
+    return shape[0] / ink.shape[0], shape[1] / ink.shape[1]
+
+
+def box_to_input(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+    """A working-size box [x0, x1) x [y0, y1) as (x, y, w, h) in input-image pixels, rounded outwards."""
+    sy, sx = scale_of(ink)
+    if (sy, sx) == (1.0, 1.0):
+        return x0, y0, x1 - x0, y1 - y0
+    ix0, iy0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+    ix1, iy1 = int(np.ceil(x1 * sx)), int(np.ceil(y1 * sy))
+    return ix0, iy0, ix1 - ix0, iy1 - iy0
+
+
+def box_to_work(ink: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """An input-image (x, y, w, h) as working-size [x0, x1) x [y0, y1), clipped to the ink; inverse of box_to_input."""
+    x, y, w, h = (int(v) for v in box)
+    sy, sx = scale_of(ink)
+    x0, y0, x1, y1 = x, y, x + w, y + h
+    if (sy, sx) != (1.0, 1.0):
+        # box_to_input rounded outwards; the half-pixel shifts undo that exactly for the boxes it made
+        x0, x1 = int(np.floor((x + 0.5) / sx + 0.5)), int(np.floor((x + w - 0.5) / sx + 0.5))
+        y0, y1 = int(np.floor((y + 0.5) / sy + 0.5)), int(np.floor((y + h - 0.5) / sy + 0.5))
+    rows, cols = ink.shape
+    return max(0, x0), max(0, y0), min(cols, x1), min(rows, y1)
+
+
+def to_mnist(ink: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> np.ndarray:
+    """The 28x28 float32 MNIST-style image of the ink inside `box` = (x, y, w, h) in input-image pixels."""
+    x0, y0, x1, y1 = box_to_work(ink, tuple(box))
+    return crop_to_mnist(np.asarray(ink)[y0:y1, x0:x1])
+
+
+def crop_to_mnist(crop: np.ndarray) -> np.ndarray:
+    """MNIST's recipe on a crop of ink: tight box, strokes MNIST-thick, longest side 20 px, centre of mass at 14."""
+    crop = _tight(np.asarray(crop, np.float32))
+    if crop is None:
+        return np.zeros((FIELD, FIELD), np.float32)
+    if max(crop.shape) > MID * BOX:
+        crop = _resize(crop, MID * BOX / max(crop.shape))  # big crops: work at 4x the final scale, it is cheaper
+    crop = _thicken(crop)
+    small = _resize(crop, BOX / max(crop.shape))
+    return _centre(small / max(float(small.max()), 1e-6))  # MNIST strokes have a saturated core
+
+
+def _resize(crop: np.ndarray, s: float) -> np.ndarray:
+    """Scale by `s`, antialiased (area average) when shrinking; the longest side lands on a whole pixel count."""
+    h, w = crop.shape
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    resample = Image.Resampling.BOX if s < 1 else Image.Resampling.BILINEAR
+    return np.clip(np.asarray(Image.fromarray(crop).resize(size, resample)), 0.0, 1.0)
+
+
+def _tight(crop: np.ndarray, level: float = 0.05) -> np.ndarray | None:
+    """The crop cut to the rows and columns holding ink above `level`; None when there is none."""
+    rows = np.flatnonzero((crop > level).any(1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero((crop > level).any(0))
+    return crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def stroke_width(crop: np.ndarray) -> float:
+    """Mean stroke width in pixels: twice the ink over its perimeter (total variation), ~w for long strokes."""
+    gy = np.diff(crop, axis=0)[:, :-1]
+    gx = np.diff(crop, axis=1)[:-1, :]
+    perimeter = float(np.sqrt(gy * gy + gx * gx).sum())
+    return 2.0 * float(crop.sum()) / max(perimeter, 1e-6)
+
+
+def _thicken(crop: np.ndarray) -> np.ndarray:
+    """Dilate strokes that would be thinner than MNIST's at 20-px scale (a fine pen on a big canvas)."""
+    scale = BOX / max(crop.shape)
+    width = stroke_width(crop) * scale
+    if width >= STROKE_MIN:
+        return crop
+    grow = round((STROKE_TARGET - width) / (2.0 * scale))  # pixels to add on each side, at crop scale
+    if grow < 1:
+        return crop
+    # A square structuring element: separable, so it costs the same at any size; after the 4x (or more)
+    # area-average shrink that follows, its corners are not visible.
+    padded = np.pad(crop, grow)
+    grown = ndimage.maximum_filter1d(ndimage.maximum_filter1d(padded, 2 * grow + 1, 0), 2 * grow + 1, 1)
+    return _tight(grown)
+
+
+def _centre(small: np.ndarray) -> np.ndarray:
+    """Paste `small` into a 28x28 field with its centre of mass at (14, 14), kept wholly inside the field."""
+    h, w = small.shape
+    total = float(small.sum())
+    cy = float(small.sum(1) @ np.arange(h)) / total
+    cx = float(small.sum(0) @ np.arange(w)) / total
+    oy = int(np.clip(round(CENTRE - cy), 0, FIELD - h))
+    ox = int(np.clip(round(CENTRE - cx), 0, FIELD - w))
+    out = np.zeros((FIELD, FIELD), np.float32)
+    out[oy:oy + h, ox:ox + w] = small
+    return out

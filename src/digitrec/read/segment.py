@@ -1,0 +1,303 @@
+"""One line of digits to boxes, left to right: connected components, the pieces of one digit merged,
+specks and dashes dropped, touching digits split where the classifier likes the pieces best.
+
+Sizes are relative to the line height (the median height of the big components), so the same rules
+hold for a 28-px scan and a 1000-px photo.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from scipy import ndimage
+
+from digitrec.errors import DigitrecError
+from digitrec.read.normalize import EIGHT, box_to_input, crop_to_mnist
+
+Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities [N, 10]
+
+TINY = 0.02  # components under this fraction of the largest are noise
+SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
+SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
+WIDE = 0.9  # groups wider than this times the line height may be several touching digits
+MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
+MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
+MAX_CANDIDATES = 12  # cut columns considered per wide group...
+CANDIDATES_PER_H = 2.0  # ...and per line height of its width
+CUT_COST = 0.3  # log-score cost of a cut through a column holding as much ink as a typical one
+JOIN_COST = 0.3  # log-score cost of joining pieces across a real gap...
+GAP_COST = 8.0  # ...plus this per line height of gap...
+TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
+MAX_JOIN = 1.0  # joins costlier than this are not even considered (a clear gap: two digits)
+HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
+
+
+@dataclass(frozen=True)
+class Box:
+    """A digit's box in input-image pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def as_list(self) -> list[int]:
+        """[x, y, w, h] as plain ints (JSON-ready, whatever numpy type the fields hold)."""
+        return [int(self.x), int(self.y), int(self.w), int(self.h)]
+
+
+@dataclass
+class _Group:
+    """Components taken as one digit (or several touching ones): a half-open working-size box and labels."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    area: int
+    labels: list[int]
+
+    @property
+    def w(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def h(self) -> int:
+        return self.y1 - self.y0
+
+    def union(self, other: _Group) -> _Group:
+        return _Group(min(self.x0, other.x0), max(self.x1, other.x1), min(self.y0, other.y0),
+                      max(self.y1, other.y1), self.area + other.area, self.labels + other.labels)
+
+
+def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> list[Box]:
+    """Boxes of the digits in one line, left to right, in input-image pixels; `score` rates candidate pieces.
+
+    Components become groups (stacked pieces merged, specks and dashes dropped); wide groups are cut into
+    atoms at candidate columns; then every run of neighbouring atoms that could be one digit is rated
+    (classifier log-probability + width prior - cost of the cut or of the gap it bridges) and the best
+    left-to-right path wins, so broken digits are joined and touching ones split by the same rule."""
+    if ink.shape != mask.shape:
+        raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
+    labels, n = ndimage.label(mask, EIGHT)
+    if n == 0:
+        return []
+    groups = _components(labels, n)
+    line_h = _line_height(groups)
+    groups = _drop_small(_merge(groups, line_h), line_h)
+    values = np.asarray(ink, np.float32)
+    atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h)]
+    edges = _edges(atoms, line_h, score is not None)
+    open_questions = _contested(edges)
+    if score is not None and open_questions:
+        crops = [crop_to_mnist(_piece(atoms[i:j], values)[1]) for i, j in open_questions]
+        conf = np.log(np.maximum(np.asarray(score(crops), np.float64).max(1), 1e-9))
+        for e, c in zip(open_questions, conf):
+            edges[e] += float(c)
+    path = _best_path(edges, len(atoms) + 1)
+    boxes = [_piece(atoms[i:j], values)[0] for i, j in zip(path, path[1:])]
+    return [Box(*box_to_input(ink, *b)) for b in sorted(boxes, key=lambda b: b[0] + b[2])]
+
+
+def _components(labels: np.ndarray, n: int) -> list[_Group]:
+    """One group per labelled component, noise (tiny beside the largest) left out."""
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    big = area[1:].max()
+    groups = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None and area[i] >= TINY * big:
+            groups.append(_Group(sl[1].start, sl[1].stop, sl[0].start, sl[0].stop, int(area[i]), [i]))
+    return sorted(groups, key=lambda g: g.x0)
+
+
+def _line_height(groups: list[_Group]) -> float:
+    """The median height of the substantial groups (a third of the largest area or more)."""
+    big = max(g.area for g in groups)
+    return float(np.median([g.h for g in groups if g.area >= big / 3]))
+
+
+def _merge(groups: list[_Group], line_h: float) -> list[_Group]:
+    """Merge stacked pieces of one digit until nothing changes (a 5's detached top, a 7's bar)."""
+    merged = True
+    while merged:
+        merged = False
+        for i, j in combinations(range(len(groups)), 2):
+            if _stacked(groups[i], groups[j], line_h):
+                groups[i] = groups[i].union(groups[j])
+                del groups[j]
+                merged = True
+                break
+    return sorted(groups, key=lambda g: g.x0)
+
+
+def _stacked(a: _Group, b: _Group, line_h: float) -> bool:
+    """Pieces whose x-ranges mostly overlap, close in height, and not both full-height (two digits)."""
+    overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
+    v_gap = max(a.y0, b.y0) - min(a.y1, b.y1)
+    both_tall = min(a.h, b.h) >= 0.7 * line_h
+    return not both_tall and v_gap <= 0.4 * line_h and overlap >= 0.5 * min(a.w, b.w)
+
+
+def _drop_small(groups: list[_Group], line_h: float) -> list[_Group]:
+    """Drop specks (much smaller than the median group) and dashes or dots (much shorter than the line)."""
+    if len(groups) <= 1:
+        return groups
+    median_area = float(np.median([g.area for g in groups]))
+    return [g for g in groups
+            if g.h >= SHORT * line_h and not (g.area < SPECK * median_area and g.h < 0.5 * line_h)]
+
+
+@dataclass
+class _Atom:
+    """Columns [a, b) (working size) of one group: a whole group, or a slice of a wide one between cuts.
+    `cut` is the log cost of ending a digit at b when b cuts through the group, else None (a real gap)."""
+
+    group: _Group
+    own: np.ndarray  # bool mask of the group's pixels over its box
+    a: int
+    b: int
+    y0: int
+    y1: int
+    cut: float | None
+
+
+def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> list[_Atom]:
+    """The group whole, or, when wider than WIDE line heights, sliced at the candidate cut columns."""
+    own = np.isin(labels[g.y0:g.y1, g.x0:g.x1], g.labels)
+    h_ref = max(g.h, line_h)
+    cuts: list[int] = []
+    costs: list[float] = []
+    if g.w > WIDE * h_ref:
+        profile = ndimage.uniform_filter1d(np.where(own, ink[g.y0:g.y1, g.x0:g.x1], 0.0).sum(0),
+                                           max(1, round(0.06 * h_ref)))
+        inked = profile[profile > 0]
+        typical = max(float(np.median(inked)), 1e-6) if inked.size else 1.0
+        cuts = _candidates(profile, h_ref, min(MAX_CANDIDATES, round(CANDIDATES_PER_H * g.w / h_ref)))
+        costs = [CUT_COST * float(profile[c]) / typical for c in cuts]
+    edges = [0, *cuts, g.w]
+    atoms = []
+    for k in range(len(edges) - 1):
+        rows = np.flatnonzero(own[:, edges[k]:edges[k + 1]].any(1))
+        y0, y1 = (g.y0 + rows[0], g.y0 + rows[-1] + 1) if rows.size else (g.y0, g.y0)
+        atoms.append(_Atom(g, own, g.x0 + edges[k], g.x0 + edges[k + 1], y0, y1, costs[k] if k < len(cuts) else None))
+    return atoms
+
+
+def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int, int], float]:
+    """Every run atoms[i:j] that could be one digit, with its log prior: width, height, the cut that ends it,
+    and the cost of each real gap it bridges (only when a classifier can judge the joined piece).
+    A whole group is always an edge, so a path through the line always exists."""
+    edges = {}
+    for i in range(len(atoms)):
+        g = atoms[i].group
+        starts_group = i == 0 or atoms[i - 1].group is not g
+        joined = 0.0
+        for j in range(i + 1, len(atoms) + 1):
+            run = atoms[i:j]
+            if j - i > 1 and run[-2].cut is None:  # run[-2] ends at a real gap: joining across it
+                if not may_join:
+                    break
+                joined += _join_cost(run[:-1], run[-1], line_h)
+                if joined > MAX_JOIN:
+                    break
+            same = run[-1].group is g
+            whole = starts_group and same and run[-1].cut is None
+            left, right = min(t.a for t in run), max(t.b for t in run)
+            y0, y1 = min(t.y0 for t in run), max(t.y1 for t in run)
+            if not whole and (right - left > MAX_ASPECT * line_h or y1 - y0 < SHORT * line_h):
+                if not same:
+                    break
+                continue
+            value = _width_prior((right - left) / max(y1 - y0, line_h)) - (run[-1].cut or 0.0) - joined
+            if value > HOPELESS or whole:
+                edges[i, j] = value
+    return edges
+
+
+def _contested(edges: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
+    """Edges that overlap another edge: only there is there a choice for the classifier to make (a digit
+    standing alone with clear gaps around it is one edge that every path takes)."""
+    spans = sorted(edges)
+    contested = set()
+    for k, (i, j) in enumerate(spans):
+        for a, b in spans[k + 1:]:
+            if a >= j:
+                break
+            if max(i, a) < min(j, b):
+                contested |= {(i, j), (a, b)}
+    return sorted(contested)
+
+
+def _join_cost(left: list[_Atom], right: _Atom, line_h: float) -> float:
+    """Log cost of taking pieces on both sides of a real gap as one digit: grows with the gap, and is high
+    when both sides already span the line (two digits side by side rather than a broken one)."""
+    gap = right.a - max(t.b for t in left)
+    tall = min(max(t.y1 for t in left) - min(t.y0 for t in left), right.y1 - right.y0) >= 0.85 * line_h
+    return JOIN_COST + GAP_COST * max(gap, 0) / line_h + (TALL_JOIN_COST if tall else 0.0)
+
+
+def _piece(run: list[_Atom], ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The tight working-size box (x0, y0, x1, y1) of a run of atoms and its ink, other groups' ink left out."""
+    x0, x1 = min(t.a for t in run), max(t.b for t in run)
+    y0, y1 = min(t.y0 for t in run), max(t.y1 for t in run)
+    if y1 <= y0:
+        return (x0, y0, x1, y0 + 1), np.zeros((1, max(1, x1 - x0)), np.float32)
+    keep = np.zeros((y1 - y0, x1 - x0), bool)
+    for t in run:
+        g = t.group
+        part = t.own[y0 - g.y0:y1 - g.y0, t.a - g.x0:t.b - g.x0]
+        rows = slice(max(g.y0, y0) - y0, max(g.y0, y0) - y0 + part.shape[0])
+        keep[rows, t.a - x0:t.b - x0] |= part
+    crop = np.where(keep, ink[y0:y1, x0:x1], 0.0).astype(np.float32)
+    cols = np.flatnonzero(keep.any(0))
+    if cols.size:
+        crop = crop[:, cols[0]:cols[-1] + 1]
+        x0, x1 = x0 + cols[0], x0 + cols[-1] + 1
+    return (x0, y0, x1, y1), crop
+
+
+def _best_path(edges: dict[tuple[int, int], float], n: int) -> list[int]:
+    """Highest-scoring path 0 -> n-1 through a DAG of left-to-right edges (one always exists, see _edges)."""
+    best = [-np.inf] * n
+    back = [0] * n
+    best[0] = 0.0
+    for j in range(1, n):
+        for i in range(j):
+            v = edges.get((i, j))
+            if v is not None and best[i] + v > best[j]:
+                best[j], back[j] = best[i] + v, i
+    path = [n - 1]
+    while path[-1] != 0:
+        path.append(back[path[-1]])
+    return path[::-1]
+
+
+def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
+    """Cut columns: minima of the ink profile and even splits (moved to the emptiest column near them),
+    emptiest first, none closer than 0.15 h to another or to an edge, at most `limit`."""
+    w = profile.size
+    margin, near = max(1, round(0.15 * h)), max(1, round(0.1 * h))
+    minima = [i for i in range(margin, w - margin) if profile[i] <= profile[i - 1] and profile[i] <= profile[i + 1]]
+    even = []
+    for k in range(2, min(MAX_PIECES, max(2, round(w / (0.4 * h)))) + 1):
+        for i in range(1, k):
+            lo, hi = max(margin, round(i * w / k) - near), min(w - margin, round(i * w / k) + near + 1)
+            if lo < hi:
+                even.append(lo + int(np.argmin(profile[lo:hi])))
+    chosen: list[int] = []
+    for c in sorted(set(minima + even), key=lambda i: profile[i]):
+        if len(chosen) < limit and all(abs(c - o) >= 0.15 * h for o in chosen):
+            chosen.append(c)
+    return sorted(chosen)
+
+
+def _width_prior(aspect: float) -> float:
+    """Log prior of a digit of width/line height `aspect`: flat over normal digits, falling off for slivers
+    (a cut too close to a stroke) and for wides (two digits in one piece)."""
+    if aspect > 1.0:  # MNIST: 5% of digits are wider than 1.1 times their height, 1% wider than 1.43
+        return -((aspect - 1.0) / 0.35) ** 2
+    if aspect < 0.15:
+        return -((0.15 - aspect) / 0.05) ** 2
+    return 0.0

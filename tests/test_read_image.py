@@ -1,0 +1,159 @@
+"""Decoding: every input mode and format, EXIF rotation, alpha, and clear errors for bad or huge inputs."""
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitrec.errors import DigitrecError
+from digitrec.read.image import MAX_PIXELS, WORK_SIDE, decode, load_image
+from digitrec.read.normalize import preprocess
+
+
+def _digit_like(w: int = 60, h: int = 40) -> Image.Image:
+    """A dark bar in the top-left quarter of a white image: asymmetric, so rotations and flips show."""
+    im = Image.new("L", (w, h), 255)
+    ImageDraw.Draw(im).rectangle((5, 5, w // 2, h // 4), fill=0)
+    return im
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that declares w x h pixels but carries almost no data: a decompression-bomb probe."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+REFERENCE = np.asarray(_digit_like(), np.float32) / 255
+
+
+@pytest.mark.parametrize("mode", ["str", "path", "bytes", "bytearray", "pil", "gray_u8", "rgb_u8", "rgba_u8",
+                                  "gray_float01", "gray_float255", "gray_bool", "gray_u16", "hxwx1"])
+def test_every_input_mode_decodes_to_the_same_gray(mode: str, tmp_path: Path) -> None:
+    im = _digit_like()
+    path = tmp_path / "digit.png"
+    im.save(path)
+    arr = np.asarray(im)
+    source = {
+        "str": str(path), "path": path, "bytes": path.read_bytes(), "bytearray": bytearray(path.read_bytes()),
+        "pil": im, "gray_u8": arr, "rgb_u8": np.stack([arr] * 3, -1),
+        "rgba_u8": np.dstack([arr, arr, arr, np.full_like(arr, 255)]),
+        "gray_float01": arr / 255.0, "gray_float255": arr.astype(np.float32), "gray_bool": arr > 127,
+        "gray_u16": arr.astype(np.uint16) * 257, "hxwx1": arr[..., None],
+    }[mode]
+    gray = load_image(source)
+    assert gray.dtype == np.float32 and gray.shape == (40, 60)
+    np.testing.assert_allclose(gray, REFERENCE, atol=1 / 255)
+
+
+@pytest.mark.parametrize("fmt,tol", [("PNG", 0.0), ("JPEG", 0.08), ("BMP", 0.0), ("TIFF", 0.0), ("WEBP", 0.08),
+                                     ("GIF", 0.0)])
+def test_every_format_decodes(fmt: str, tol: float) -> None:
+    data = _encode(_digit_like(), fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    gray = load_image(data)
+    assert gray.shape == (40, 60)
+    assert np.abs(gray - REFERENCE).mean() <= tol + 1e-6
+
+
+def test_gif_reads_the_first_frame() -> None:
+    first, second = _digit_like(), Image.new("L", (60, 40), 0)
+    data = _encode(first.convert("P"), "GIF", save_all=True, append_images=[second.convert("P")], duration=100)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    np.testing.assert_allclose(load_image(data), REFERENCE, atol=1 / 255)
+
+
+def test_exif_orientation_is_applied() -> None:
+    im = _digit_like()  # bar at the top-left of a 60x40 landscape image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": viewers show it as 40x60 portrait
+    data = _encode(im, "JPEG", quality=95, exif=exif)
+    gray = load_image(data)
+    assert gray.shape == (60, 40)
+    expected = np.asarray(im.transpose(Image.Transpose.ROTATE_270), np.float32) / 255
+    assert np.abs(gray - expected).mean() < 0.05
+    assert decode(data).input_shape == (60, 40)
+
+
+def test_transparent_canvas_with_black_strokes_composites_onto_white() -> None:
+    rgba = np.zeros((50, 50, 4), np.uint8)  # what a canvas exports: (0, 0, 0, 0) where nothing was drawn
+    rgba[10:40, 20:26] = (0, 0, 0, 255)
+    gray = load_image(_encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert gray[25, 22] == 0.0 and gray[5, 5] == 1.0
+
+
+def test_transparent_canvas_with_white_strokes_uses_alpha_as_ink() -> None:
+    rgba = np.zeros((50, 50, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[10:40, 20:26, 3] = 255  # white strokes, transparent white background: no contrast in colour
+    ink, mask = preprocess(Image.fromarray(rgba, "RGBA"))
+    assert mask[10:40, 20:26].all() and mask.sum() == 30 * 6
+    assert ink[25, 22] == pytest.approx(1.0)
+
+
+def test_large_photo_is_shrunk_to_working_size_quickly() -> None:
+    rng = np.random.default_rng(0)
+    photo = (200 + rng.integers(0, 20, (3000, 4000), dtype=np.uint8)).astype(np.uint8)
+    photo[1000:2000, 1500:1700] = 20
+    data = _encode(Image.fromarray(photo).convert("RGB"), "JPEG", quality=90)
+    start = time.perf_counter()
+    decoded = decode(data, max_side=WORK_SIDE)
+    elapsed = time.perf_counter() - start
+    assert decoded.input_shape == (3000, 4000)
+    assert max(decoded.gray.shape) == WORK_SIDE and decoded.gray.shape == (750, 1000)
+    assert elapsed < 1.0  # DCT-scaled decoding: tens of ms; decoding 12 MP in full takes several times more
+
+
+@pytest.mark.parametrize("source,match", [
+    (b"", "empty input"),
+    (b"hello, this is text and not an image\n", "not an image"),
+    (_encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)), "PNG")[:2000],
+     "truncated or corrupt"),
+    (_png_header(30000, 30000), "too many pixels|megapixel"),
+    (_png_header(7000, 7000), "megapixel limit"),
+    (np.zeros((4, 4, 2)), "unsupported array shape"),
+    (np.zeros((2, 3, 4, 3)), "unsupported array shape"),
+    (np.zeros((0, 5)), "unsupported array shape"),
+    (np.full((4, 4), np.nan), "NaN"),
+    (12345, "unsupported type"),
+])
+def test_bad_inputs_raise_a_clear_error(source, match: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(DigitrecError, match=match):
+        decode(source, "upload.png")
+    assert time.perf_counter() - start < 1.0  # never a hang, even for a 900-megapixel header
+
+
+def test_errors_name_the_input(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(DigitrecError, match="notes.txt: not an image"):
+        decode(text)
+    with pytest.raises(DigitrecError, match="missing.png: no such file"):
+        decode(tmp_path / "missing.png")
+    with pytest.raises(DigitrecError, match="empty file"):
+        (tmp_path / "empty.png").write_bytes(b"")
+        decode(tmp_path / "empty.png")
+    with pytest.raises(DigitrecError, match="not a file"):
+        decode(tmp_path)
+    with pytest.raises(DigitrecError, match="^upload: empty input"):
+        decode(b"", name="upload")
+
+
+def test_pixel_limit_applies_to_arrays_too() -> None:
+    side = int(MAX_PIXELS ** 0.5) + 1
+    big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (side, side), (0, 0))  # no memory used
+    with pytest.raises(DigitrecError, match="megapixel limit"):
+        decode(big)

@@ -1,0 +1,134 @@
+"""benchmarks/read_sets.py: the evaluation sets are deterministic, labelled right, and written as described."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitrec.data.idx import read_idx
+from digitrec.errors import DigitrecError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+N = 4
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script runs
+    spec.loader.exec_module(module)
+    return module
+
+
+read_sets = _load_script("read_sets")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def sets(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sets")
+    read_sets.generate(out, n=N, seed=0, data_dir=mnist_dir, log=lambda _: None)
+    return out
+
+
+def test_same_seed_writes_same_bytes(sets: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    read_sets.generate(tmp_path, n=N, seed=0, data_dir=mnist_dir, log=lambda _: None)
+    assert _files(tmp_path) == _files(sets)
+
+
+def test_other_seed_writes_other_images(sets: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    read_sets.generate(tmp_path, n=N, seed=1, only=["scan"], data_dir=mnist_dir, log=lambda _: None)
+    first = sorted((tmp_path / "scan").glob("00000.*"))[0].read_bytes()
+    assert first != sorted((sets / "scan").glob("00000.*"))[0].read_bytes()
+
+
+def test_smaller_n_is_a_prefix(sets: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    read_sets.generate(tmp_path, n=2, seed=0, only=["lines", "canvas"], data_dir=mnist_dir, log=lambda _: None)
+    for name in ("lines", "canvas"):
+        small = json.loads((tmp_path / name / "labels.json").read_text())
+        full = json.loads((sets / name / "labels.json").read_text())
+        assert len(small) == 2 and small == {k: full[k] for k in small}
+        assert all((tmp_path / name / k).read_bytes() == (sets / name / k).read_bytes() for k in small)
+
+
+def test_labels_list_exactly_the_images(sets: Path) -> None:
+    for name in read_sets.SETS:
+        folder = sets / name
+        if name == "fonts" and not folder.exists():
+            continue  # no handwriting fonts installed here
+        labels = json.loads((folder / "labels.json").read_text())
+        images = {p.name for p in folder.iterdir()} - {"labels.json", "meta.json"}
+        assert set(labels) == images and len(labels) == N
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["count"] == N and set(meta["items"]) == images
+        for fname in labels:
+            with Image.open(folder / fname) as im:
+                assert im.format == {"png": "PNG", "jpg": "JPEG"}[fname.rsplit(".", 1)[1]]
+
+
+def test_labels_match_the_mnist_test_digits(sets: Path, mnist_dir: Path) -> None:
+    truth = read_idx(mnist_dir / "t10k-labels-idx1-ubyte").numpy()
+    for name in ("scan", "canvas"):
+        labels = json.loads((sets / name / "labels.json").read_text())
+        items = json.loads((sets / name / "meta.json").read_text())["items"]
+        assert {f: str(truth[items[f]["mnist_index"]]) for f in labels} == labels
+    lines = json.loads((sets / "lines" / "labels.json").read_text())
+    items = json.loads((sets / "lines" / "meta.json").read_text())["items"]
+    for fname, digits in lines.items():
+        assert digits == "".join(str(truth[i]) for i in items[fname]["mnist_indices"])
+        assert 3 <= len(digits) <= 10 and fname.endswith(".jpg")
+
+
+def test_canvas_is_rgba_280_with_black_strokes_in_alpha(sets: Path) -> None:
+    for path in sorted((sets / "canvas").glob("*.png")):
+        rgba = np.asarray(Image.open(path))
+        assert rgba.shape == (280, 280, 4)
+        assert rgba[..., :3].max() == 0 and rgba[..., 3].max() == 255 and (rgba[..., 3] == 0).mean() > 0.5
+
+
+def test_scan_and_reject_look_as_described(sets: Path) -> None:
+    for path in sorted((sets / "scan").iterdir()):
+        if path.suffix in (".png", ".jpg"):
+            gray = np.asarray(Image.open(path).convert("L"), np.float32)
+            assert np.median(gray) > 150 and gray.min() < 110  # light paper, dark ink
+    assert set(json.loads((sets / "reject" / "labels.json").read_text()).values()) == {""}
+    fonts = sets / "fonts" / "labels.json"
+    if fonts.exists():
+        assert list(json.loads(fonts.read_text()).values()) == [str(d) for d in range(N)]
+
+
+def test_unknown_set_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DigitrecError, match="unknown set"):
+        read_sets.generate(tmp_path, n=1, only=["scans"])
+
+
+def test_thin_leaves_a_one_pixel_line_inside_a_bar() -> None:
+    bar = np.zeros((20, 40), bool)
+    bar[7:13, 5:35] = True
+    skeleton = read_sets.thin(bar)
+    assert skeleton.sum() >= 20 and skeleton.sum(0).max() == 1  # one pixel thick across the bar
+    assert skeleton[:7].sum() == 0 and skeleton[13:].sum() == 0
+
+
+def _record(truth: str, got: str, file: str = "") -> dict:
+    return {"file": file, "truth": truth, "got": got, "guess": got, "confidence": 0.9}
+
+
+def test_quality_scores_lines_and_rejects_as_the_issue_counts() -> None:
+    read_quality = _load_script("read_quality")
+    assert read_quality.edit_distance("12345", "1245") == 1 and read_quality.edit_distance("", "12") == 2
+    lines = read_quality.score("lines", [_record("123", "123"), _record("4567", "457"), _record("89", "")], {})
+    assert lines["string_accuracy"] == pytest.approx(1 / 3) and lines["abstain_rate"] == pytest.approx(1 / 3)
+    assert lines["digit_accuracy"] == pytest.approx(1 - 3 / 9) and not lines["passed"]
+    assert dict(lines["confusions"]) == {"length 4→3": 1, "abstain (no ink)": 1}
+    items = {"a": {"kind": "noise"}, "b": {"kind": "letter", "letter": "X"}}
+    reject = read_quality.score("reject", [_record("", "", "a"), _record("", "8", "b")], items)
+    assert reject["false_accepts_blank_noise"] == 0 and reject["false_accepts_letters"] == 1 and reject["passed"]
