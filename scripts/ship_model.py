@@ -51,7 +51,8 @@ def card_markdown(release: dict, m: dict, command: str, out: Path, quality: dict
         "- Input: 28x28 float in [0, 1], white ink on black (MNIST form); normalisation "
         f"(mean {card['input']['normalisation']['mean']}, std {card['input']['normalisation']['std']}) inside the model",
         f"- Trained by: `{command}` (digitrec {card['versions']['digitrec']}, torch {card['versions']['torch']}); "
-        f"{release['train_state']['epoch']} epochs, weights are the exponential moving average when the run kept one",
+        f"the checkpoint of epoch {release['train_state']['epoch']} of {release['config'].get('epochs')}, chosen on "
+        "validation accuracy; weights are the exponential moving average when the run kept one",
         "- Data: MNIST train (55,000 images; 5,000 held out for validation and model selection). "
         "The MNIST test set is used only for the figures below; never for training or selection.",
         "",
