@@ -384,7 +384,7 @@ def _sidecar_facts(fmt: Format, path: Path, written: Path, sources: list[str], c
         "size_bytes": written.stat().st_size, "sha256": _sha256(written),
         "source": sources, "opset": facts.pop("opset", None),
         "input": {**INPUT_SPEC, "name": INPUT_NAME, "shape": ["batch", 1, INPUT_SIZE, INPUT_SIZE]},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", NUM_CLASSES], "meaning": "logits (softmax for probabilities)"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", NUM_CLASSES], "meaning": "logits (softmax: probabilities)"},
         "parity": parity, **facts, "export_seconds": round(seconds, 2), "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "card": card,
     }
@@ -409,7 +409,8 @@ def _source(model: nn.Module | str | Path | Sequence[str | Path]) -> tuple[nn.Mo
     if isinstance(model, nn.Module):
         module = copy.deepcopy(unwrap(model)).float().cpu().eval()
         spec = getattr(module, "digitrec_spec", {})
-        return module, {"architecture": spec.get("name"), "model_args": spec.get("args", {})}, ["<in-memory module>"], "model"
+        card = {"architecture": spec.get("name"), "model_args": spec.get("args", {})}
+        return module, card, ["<in-memory module>"], "model"
     if isinstance(model, (str, Path)):
         from digitrec.read.recognizer import BUILTIN, resolve_model  # the shipped weights live with the reader
 

@@ -14,19 +14,22 @@ import numpy as np
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError
-from digitrec.read.normalize import EIGHT, box_to_input, crop_to_mnist
+from digitrec.read.normalize import EIGHT, Ink, box_to_input, crop_to_mnist
 
 Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities [N, 10]
 
 TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
-WIDE = 0.9  # groups wider than this times the line height may be several touching digits
+WIDE = 0.7  # groups wider than this times the line height may be several touching digits
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
 CANDIDATES_PER_H = 2.0  # ...and per line height of its width
-CUT_COST = 0.3  # log-score cost of a cut through a column holding as much ink as a typical one
+BEND = 0.2  # a cut path may wander this many line heights either side of its start column
+STEP = 0.02  # cost of each diagonal step of a cut path (straight when nothing is in the way)
+CUT_BASE = 0.3  # log-score cost of any cut through a component (most components are one digit)...
+CUT_COST = 0.3  # ...plus this times the ink it cuts over the ink of a typical column
 JOIN_COST = 0.3  # log-score cost of joining pieces across a real gap...
 GAP_COST = 8.0  # ...plus this per line height of gap...
 TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
@@ -97,8 +100,20 @@ def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> li
         for e, c in zip(open_questions, conf):
             edges[e] += float(c)
     path = _best_path(edges, len(atoms) + 1)
-    boxes = [_piece(atoms[i:j], values)[0] for i, j in zip(path, path[1:])]
-    return [Box(*box_to_input(ink, *b)) for b in sorted(boxes, key=lambda b: b[0] + b[2])]
+    pieces = sorted((_piece(atoms[i:j], values) for i, j in zip(path, path[1:])), key=lambda p: p[0][0] + p[0][2])
+    boxes = [Box(*box_to_input(ink, *b)) for b, _ in pieces]
+    if isinstance(ink, Ink):
+        ink.pieces.update((tuple(box.as_list()), crop) for box, (_, crop) in zip(boxes, pieces))
+    return boxes
+
+
+def bounding_box(ink: np.ndarray, mask: np.ndarray) -> Box | None:
+    """The box around all of the mask in input-image pixels (reading a single digit), None when it is empty."""
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(0))
+    return Box(*box_to_input(ink, int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
 
 
 def _components(labels: np.ndarray, n: int) -> list[_Group]:
@@ -151,11 +166,12 @@ def _drop_small(groups: list[_Group], line_h: float) -> list[_Group]:
 
 @dataclass
 class _Atom:
-    """Columns [a, b) (working size) of one group: a whole group, or a slice of a wide one between cuts.
-    `cut` is the log cost of ending a digit at b when b cuts through the group, else None (a real gap)."""
+    """Part of one group: the whole group, or the pixels between two cut paths of a wide one. [a, b) and
+    [y0, y1) bound its pixels (working size); `cut` is the log cost of ending a digit at its right edge
+    when that edge cuts through the group, else None (a real gap follows)."""
 
     group: _Group
-    own: np.ndarray  # bool mask of the group's pixels over its box
+    region: np.ndarray  # bool mask over the group's box: this atom's pixels
     a: int
     b: int
     y0: int
@@ -163,26 +179,67 @@ class _Atom:
     cut: float | None
 
 
+def _atom(g: _Group, region: np.ndarray, cut: float | None) -> _Atom:
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    return _Atom(g, region, g.x0 + cols[0], g.x0 + cols[-1] + 1, g.y0 + rows[0], g.y0 + rows[-1] + 1, cut)
+
+
 def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> list[_Atom]:
-    """The group whole, or, when wider than WIDE line heights, sliced at the candidate cut columns."""
+    """The group whole, or, when wider than WIDE line heights, sliced along the candidate cut paths."""
     own = np.isin(labels[g.y0:g.y1, g.x0:g.x1], g.labels)
     h_ref = max(g.h, line_h)
-    cuts: list[int] = []
-    costs: list[float] = []
-    if g.w > WIDE * h_ref:
-        profile = ndimage.uniform_filter1d(np.where(own, ink[g.y0:g.y1, g.x0:g.x1], 0.0).sum(0),
-                                           max(1, round(0.06 * h_ref)))
-        inked = profile[profile > 0]
-        typical = max(float(np.median(inked)), 1e-6) if inked.size else 1.0
-        cuts = _candidates(profile, h_ref, min(MAX_CANDIDATES, round(CANDIDATES_PER_H * g.w / h_ref)))
-        costs = [CUT_COST * float(profile[c]) / typical for c in cuts]
-    edges = [0, *cuts, g.w]
-    atoms = []
-    for k in range(len(edges) - 1):
-        rows = np.flatnonzero(own[:, edges[k]:edges[k + 1]].any(1))
-        y0, y1 = (g.y0 + rows[0], g.y0 + rows[-1] + 1) if rows.size else (g.y0, g.y0)
-        atoms.append(_Atom(g, own, g.x0 + edges[k], g.x0 + edges[k + 1], y0, y1, costs[k] if k < len(cuts) else None))
+    if g.w <= WIDE * h_ref:
+        return [_atom(g, own, None)]
+    own_ink = np.where(own, ink[g.y0:g.y1, g.x0:g.x1], 0.0).astype(np.float32)
+    profile = ndimage.uniform_filter1d(own_ink.sum(0), max(1, round(0.06 * h_ref)))
+    inked = profile[profile > 0]
+    typical = max(float(np.median(inked)), 1e-6) if inked.size else 1.0
+    starts = _candidates(profile, h_ref, min(MAX_CANDIDATES, round(CANDIDATES_PER_H * g.w / h_ref)))
+    paths, crossed = _cut_paths(own_ink, starts, max(1, round(BEND * h_ref)))
+    xx = np.arange(g.w)[None, :]
+    left = np.zeros((g.h, 1), np.int64)
+    atoms: list[_Atom] = []
+    for k in range(len(starts) + 1):
+        right = paths[k][:, None] if k < len(starts) else np.full((g.h, 1), g.w)
+        region = own & (xx >= left) & (xx < right)
+        if region.any():
+            cost = CUT_BASE + CUT_COST * crossed[k] / typical if k < len(starts) else None
+            atoms.append(_atom(g, region, cost))
+        left = right
+    atoms[-1].cut = None  # the group ends there, whatever path came last
     return atoms
+
+
+def _cut_paths(own_ink: np.ndarray, starts: list[int], bend: int) -> tuple[list[np.ndarray], list[float]]:
+    """For each start column, the top-to-bottom path through the least ink that stays within `bend`
+    columns of it, moving at most one column per row (so a cut can slip between overlapping digits);
+    paths are kept strictly left to right. Returns the path (column per row) and the ink it crosses."""
+    if not starts:
+        return [], []
+    h, w = own_ink.shape
+    padded = np.pad(own_ink, ((0, 0), (bend, bend)), constant_values=np.float32(1e3))  # never leave the box
+    cols = np.asarray(starts)[:, None] + np.arange(2 * bend + 1)[None, :]  # [K, B] in padded coordinates
+    cost = padded[:, cols] + np.float32(STEP) * (np.abs(np.arange(-bend, bend + 1)) > 0)  # [H, K, B]
+    acc = cost[0].copy()
+    back = np.zeros((h, len(starts), 2 * bend + 1), np.int8)
+    inf = np.full((len(starts), 1), np.inf, np.float32)
+    for r in range(1, h):
+        moves = np.stack([np.concatenate([inf, acc[:, :-1]], 1) + STEP, acc,
+                          np.concatenate([acc[:, 1:], inf], 1) + STEP])  # from x-1, x, x+1
+        k = moves.argmin(0)
+        acc = np.take_along_axis(moves, k[None], 0)[0] + cost[r]
+        back[r] = k - 1
+    paths, crossed = [], []
+    for i, start in enumerate(starts):
+        x = int(acc[i].argmin())
+        xs = np.empty(h, np.int64)
+        for r in range(h - 1, -1, -1):
+            xs[r] = x
+            x += int(back[r, i, x])
+        path = xs + start - bend
+        paths.append(np.maximum(path, paths[-1] + 1) if paths else path)
+        crossed.append(float(own_ink[np.arange(h), np.clip(paths[-1], 0, w - 1)].sum()))
+    return paths, crossed
 
 
 def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int, int], float]:
@@ -210,7 +267,7 @@ def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int,
                 if not same:
                     break
                 continue
-            value = _width_prior((right - left) / max(y1 - y0, line_h)) - (run[-1].cut or 0.0) - joined
+            value = _shape_prior(right - left, y1 - y0, line_h) - (run[-1].cut or 0.0) - joined
             if value > HOPELESS or whole:
                 edges[i, j] = value
     return edges
@@ -239,23 +296,15 @@ def _join_cost(left: list[_Atom], right: _Atom, line_h: float) -> float:
 
 
 def _piece(run: list[_Atom], ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """The tight working-size box (x0, y0, x1, y1) of a run of atoms and its ink, other groups' ink left out."""
+    """The tight working-size box (x0, y0, x1, y1) of a run of atoms and its ink, other pixels left out."""
     x0, x1 = min(t.a for t in run), max(t.b for t in run)
     y0, y1 = min(t.y0 for t in run), max(t.y1 for t in run)
-    if y1 <= y0:
-        return (x0, y0, x1, y0 + 1), np.zeros((1, max(1, x1 - x0)), np.float32)
     keep = np.zeros((y1 - y0, x1 - x0), bool)
     for t in run:
         g = t.group
-        part = t.own[y0 - g.y0:y1 - g.y0, t.a - g.x0:t.b - g.x0]
-        rows = slice(max(g.y0, y0) - y0, max(g.y0, y0) - y0 + part.shape[0])
-        keep[rows, t.a - x0:t.b - x0] |= part
-    crop = np.where(keep, ink[y0:y1, x0:x1], 0.0).astype(np.float32)
-    cols = np.flatnonzero(keep.any(0))
-    if cols.size:
-        crop = crop[:, cols[0]:cols[-1] + 1]
-        x0, x1 = x0 + cols[0], x0 + cols[-1] + 1
-    return (x0, y0, x1, y1), crop
+        gy0, gy1, gx0, gx1 = max(g.y0, y0), min(g.y1, y1), max(g.x0, x0), min(g.x1, x1)
+        keep[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] |= t.region[gy0 - g.y0:gy1 - g.y0, gx0 - g.x0:gx1 - g.x0]
+    return (x0, y0, x1, y1), np.where(keep, ink[y0:y1, x0:x1], 0.0).astype(np.float32)
 
 
 def _best_path(edges: dict[tuple[int, int], float], n: int) -> list[int]:
@@ -293,11 +342,15 @@ def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
     return sorted(chosen)
 
 
-def _width_prior(aspect: float) -> float:
-    """Log prior of a digit of width/line height `aspect`: flat over normal digits, falling off for slivers
-    (a cut too close to a stroke) and for wides (two digits in one piece)."""
+def _shape_prior(w: int, h: int, line_h: float) -> float:
+    """Log prior of a w x h piece being one digit of a line line_h high: flat over normal digits, falling
+    off for slivers (a cut too close to a stroke), wides (two digits in one piece) and shorts (a stub)."""
+    aspect = w / max(h, line_h)
+    prior = 0.0
     if aspect > 1.0:  # MNIST: 5% of digits are wider than 1.1 times their height, 1% wider than 1.43
-        return -((aspect - 1.0) / 0.35) ** 2
-    if aspect < 0.15:
-        return -((0.15 - aspect) / 0.05) ** 2
-    return 0.0
+        prior -= ((aspect - 1.0) / 0.35) ** 2
+    elif aspect < 0.15:
+        prior -= ((0.15 - aspect) / 0.05) ** 2
+    if h < 0.65 * line_h:
+        prior -= ((0.65 - h / line_h) / 0.15) ** 2
+    return prior
