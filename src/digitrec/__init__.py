@@ -17,6 +17,7 @@ _LAZY = {
     "train": ("digitrec.train.loop", "train"),
     "evaluate": ("digitrec.evaluate", "evaluate_checkpoint"),
     "export": ("digitrec.export", "export"),
+    "Recognizer": ("digitrec.read.recognizer", "Recognizer"),
 }
 
 __all__ = ["__version__", *_LAZY]
