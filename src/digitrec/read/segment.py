@@ -6,7 +6,6 @@ hold for a 28-px scan and a 1000-px photo.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
@@ -26,15 +25,15 @@ WIDE = 0.7  # groups wider than this times the line height may be several touchi
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
-CANDIDATES_PER_H = 2.5  # ...and per line height of its width
+CANDIDATES_PER_H = 2.0  # ...and per line height of its width
 BEND = 0.2  # a cut path may wander this many line heights either side of its start column
 STEP = 0.02  # cost of each diagonal step of a cut path (straight when nothing is in the way)
-CUT_BASE = 0.0  # log-score cost of any cut through a component (most components are one digit)...
-CUT_COST = 0.6  # ...plus this times the ink it cuts over the ink of a typical column
+CUT_BASE = 0.3  # log-score cost of any cut through a component (most components are one digit)...
+CUT_COST = 0.3  # ...plus this times the ink it cuts over the ink of a typical column
 JOIN_COST = 0.3  # log-score cost of joining pieces across a real gap...
 GAP_COST = 8.0  # ...plus this per line height of gap...
 TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
-MAX_JOIN = 1.2  # joins costlier than this are not even considered (a clear gap: two digits)
+MAX_JOIN = 1.0  # joins costlier than this are not even considered (a clear gap: two digits)
 HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
 
 
@@ -149,11 +148,10 @@ def _merge(groups: list[_Group], line_h: float) -> list[_Group]:
 
 
 def _stacked(a: _Group, b: _Group, line_h: float) -> bool:
-    """Pieces whose x-ranges mostly overlap, one above the other: not both spanning most of their joint
-    height (that is two digits side by side, a 1 under the bar of a 7) and not far apart."""
+    """Pieces whose x-ranges mostly overlap, close in height, and not both full-height (two digits)."""
     overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
     v_gap = max(a.y0, b.y0) - min(a.y1, b.y1)
-    both_tall = min(a.h, b.h) >= 0.7 * (max(a.y1, b.y1) - min(a.y0, b.y0))
+    both_tall = min(a.h, b.h) >= 0.7 * line_h
     return not both_tall and v_gap <= 0.4 * line_h and overlap >= 0.5 * min(a.w, b.w)
 
 
@@ -196,7 +194,7 @@ def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> lis
     profile = ndimage.uniform_filter1d(own_ink.sum(0), max(1, round(0.06 * h_ref)))
     inked = profile[profile > 0]
     typical = max(float(np.median(inked)), 1e-6) if inked.size else 1.0
-    starts = _candidates(profile, h_ref, min(MAX_CANDIDATES, math.ceil(CANDIDATES_PER_H * g.w / h_ref)))
+    starts = _candidates(profile, h_ref, min(MAX_CANDIDATES, round(CANDIDATES_PER_H * g.w / h_ref)))
     paths, crossed = _cut_paths(own_ink, starts, max(1, round(BEND * h_ref)))
     xx = np.arange(g.w)[None, :]
     left = np.zeros((g.h, 1), np.int64)
@@ -326,14 +324,10 @@ def _best_path(edges: dict[tuple[int, int], float], n: int) -> list[int]:
 
 
 def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
-    """Cut columns, at most `limit`, none closer than 0.15 h to another or to an edge: first the even split
-    into the likeliest number of digits (overlapping digits touch where the profile is high, not low),
-    then the minima of the ink profile, emptiest first, then other even splits moved to the emptiest
-    column near them."""
+    """Cut columns: minima of the ink profile and even splits (moved to the emptiest column near them),
+    emptiest first, none closer than 0.15 h to another or to an edge, at most `limit`."""
     w = profile.size
     margin, near = max(1, round(0.15 * h)), max(1, round(0.1 * h))
-    likely = max(2, round(w / (0.75 * h)))
-    first = [round(i * w / likely) for i in range(1, likely)]
     minima = [i for i in range(margin, w - margin) if profile[i] <= profile[i - 1] and profile[i] <= profile[i + 1]]
     even = []
     for k in range(2, min(MAX_PIECES, max(2, round(w / (0.4 * h)))) + 1):
@@ -342,8 +336,8 @@ def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
             if lo < hi:
                 even.append(lo + int(np.argmin(profile[lo:hi])))
     chosen: list[int] = []
-    for c in first + sorted(minima, key=lambda i: profile[i]) + sorted(even, key=lambda i: profile[i]):
-        if len(chosen) < limit and margin <= c < w - margin and all(abs(c - o) >= 0.15 * h for o in chosen):
+    for c in sorted(set(minima + even), key=lambda i: profile[i]):
+        if len(chosen) < limit and all(abs(c - o) >= 0.15 * h for o in chosen):
             chosen.append(c)
     return sorted(chosen)
 
