@@ -100,17 +100,18 @@ def _pil_to_arrays(img: Image.Image, max_side: int | None) -> tuple[np.ndarray, 
     """Gray (and alpha, if any) float32 in [0, 1], resized so the longest side is at most `max_side`."""
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
-        img = img.convert("RGBA").convert("LA")
+        img = img.convert("LA") if img.mode in ("RGBA", "LA") else img.convert("RGBA").convert("LA")
     elif img.mode.startswith("I") or img.mode == "F":
         return _shrink(_scale_values(np.asarray(img)), max_side), None
     elif img.mode != "L":
         img = img.convert("L")
     if max_side and max(img.size) > max_side:
         img = img.resize(_fit(img.size[::-1], max_side)[::-1], Image.Resampling.BOX)
-    arr = np.asarray(img, np.float32) / 255.0
+    arr = np.asarray(img)
+    scale = np.float32(1 / 255)
     if has_alpha:
-        return arr[..., 0], arr[..., 1]
-    return arr, None
+        return arr[..., 0] * scale, arr[..., 1] * scale
+    return arr * scale, None
 
 
 def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:

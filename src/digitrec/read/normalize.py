@@ -16,12 +16,13 @@ from digitrec.read.image import WORK_SIDE, decode
 
 FIELD = 28  # MNIST image side
 BOX = 20  # MNIST digits fill a 20x20 box...
-MID = 4  # big crops are first shrunk to MID * BOX px, where stroke thickening is cheap
 CENTRE = 14.0  # ...whose centre of mass sits here (mean over MNIST train: 14.00, 14.00 in index coordinates)
+MID = 4  # big crops are first shrunk to MID * BOX px, where stroke thickening is cheap
 STROKE_MIN, STROKE_TARGET = 1.8, 2.4  # stroke width in px at 20-px scale: MNIST's 10th percentile and median
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
+FAINT, SOFT = 0.3, 6.0  # ink fainter than FAINT whose edges are wider than SOFT px is a shadow or a blotch
 SPECK = 0.02  # components under this fraction of the largest one are noise
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
@@ -61,11 +62,24 @@ def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
+    if level < FAINT and _edge_width(d, level) > SOFT:
+        return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
     mask = _clean(d > max(floor, 0.5 * t), d > t)
     ink = np.clip((d - floor) / max(level - floor, 1e-6), 0.0, 1.0)
     ink[~_dilate(mask)] = 0.0
     return ink.astype(np.float32, copy=False), mask
+
+
+def _edge_width(d: np.ndarray, level: float) -> float:
+    """How many pixels the ink takes to rise to its level at its sharpest edges (pen strokes: 2-5 at working
+    size, even blurred; blotches and shadows on paper: 10 and more)."""
+    rows = np.flatnonzero((d > 0.25 * level).any(1))
+    cols = np.flatnonzero((d > 0.25 * level).any(0))
+    box = d[max(rows[0] - 2, 0):rows[-1] + 3, max(cols[0] - 2, 0):cols[-1] + 3]
+    gy, gx = np.gradient(ndimage.uniform_filter(box, 3))
+    steepest = _quantiles(np.hypot(gx, gy)[box > 0.25 * level], (0.99,))[0]
+    return level / max(steepest, 1e-6)
 
 
 def _robust_max(d: np.ndarray) -> float:
@@ -75,7 +89,7 @@ def _robust_max(d: np.ndarray) -> float:
     return float(np.minimum(np.minimum(d[1:, 1:], d[:-1, :-1]), np.minimum(d[1:, :-1], d[:-1, 1:])).max())
 
 
-def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """How far each pixel is from the local paper towards the ink's side (>0 = inky), and the noise sigma."""
     b = max(1, round(BORDER * min(gray.shape)))
     ring = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
@@ -171,7 +185,7 @@ def box_to_input(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[i
     """A working-size box [x0, x1) x [y0, y1) as (x, y, w, h) in input-image pixels, rounded outwards."""
     sy, sx = scale_of(ink)
     if (sy, sx) == (1.0, 1.0):
-        return x0, y0, x1 - x0, y1 - y0
+        return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
     ix0, iy0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
     ix1, iy1 = int(np.ceil(x1 * sx)), int(np.ceil(y1 * sy))
     return ix0, iy0, ix1 - ix0, iy1 - iy0

@@ -16,7 +16,7 @@ import torch
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
 from digitrec.read.normalize import preprocess, to_mnist
-from digitrec.read.segment import segment
+from digitrec.read.segment import bounding_box, segment
 
 DEFAULT_THRESHOLD = 0.5
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
@@ -102,8 +102,7 @@ class Recognizer:
         if not mask.any():
             return [], np.zeros((0, 28, 28), np.float32)
         if single:
-            ys, xs = np.nonzero(mask)
-            boxes = [[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]]
+            boxes = [bounding_box(ink, mask).as_list()]  # in input pixels, whatever the working size
         else:
             boxes = [b.as_list() for b in segment(ink, mask, score=self._score_crops)]
         if not boxes:

@@ -6,6 +6,7 @@ hold for a 28-px scan and a 1000-px photo.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
@@ -21,19 +22,18 @@ Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities
 TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
-WIDE = 0.7  # groups wider than this times the line height may be several touching digits
+WIDE = 0.9  # groups wider than this times the line height may be several touching digits
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
 CANDIDATES_PER_H = 2.0  # ...and per line height of its width
 BEND = 0.2  # a cut path may wander this many line heights either side of its start column
 STEP = 0.02  # cost of each diagonal step of a cut path (straight when nothing is in the way)
-CUT_BASE = 0.3  # log-score cost of any cut through a component (most components are one digit)...
-CUT_COST = 0.3  # ...plus this times the ink it cuts over the ink of a typical column
+CUT_COST = 0.6  # log-score cost of a cut: this times the ink it crosses over the ink of a typical column
 JOIN_COST = 0.3  # log-score cost of joining pieces across a real gap...
 GAP_COST = 8.0  # ...plus this per line height of gap...
 TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
-MAX_JOIN = 1.0  # joins costlier than this are not even considered (a clear gap: two digits)
+MAX_JOIN = 1.2  # joins costlier than this are not even considered (a clear gap: two digits)
 HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
 
 
@@ -79,9 +79,10 @@ def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> li
     """Boxes of the digits in one line, left to right, in input-image pixels; `score` rates candidate pieces.
 
     Components become groups (stacked pieces merged, specks and dashes dropped); wide groups are cut into
-    atoms at candidate columns; then every run of neighbouring atoms that could be one digit is rated
-    (classifier log-probability + width prior - cost of the cut or of the gap it bridges) and the best
-    left-to-right path wins, so broken digits are joined and touching ones split by the same rule."""
+    atoms along candidate cut paths; then every run of neighbouring atoms that could be one digit is rated
+    (classifier log-probability + shape prior - cost of the cut or of the gap it bridges) and the best
+    left-to-right path wins, so broken digits are joined and touching ones split by the same rule. The
+    classifier is asked only where there is a choice; without `score`, gaps are never bridged."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -148,10 +149,11 @@ def _merge(groups: list[_Group], line_h: float) -> list[_Group]:
 
 
 def _stacked(a: _Group, b: _Group, line_h: float) -> bool:
-    """Pieces whose x-ranges mostly overlap, close in height, and not both full-height (two digits)."""
+    """Pieces whose x-ranges mostly overlap, one above the other: not both spanning most of their joint
+    height (that is two digits side by side, a 1 under the bar of a 7) and not far apart."""
     overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
     v_gap = max(a.y0, b.y0) - min(a.y1, b.y1)
-    both_tall = min(a.h, b.h) >= 0.7 * line_h
+    both_tall = min(a.h, b.h) >= 0.7 * (max(a.y1, b.y1) - min(a.y0, b.y0))
     return not both_tall and v_gap <= 0.4 * line_h and overlap >= 0.5 * min(a.w, b.w)
 
 
@@ -194,7 +196,7 @@ def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> lis
     profile = ndimage.uniform_filter1d(own_ink.sum(0), max(1, round(0.06 * h_ref)))
     inked = profile[profile > 0]
     typical = max(float(np.median(inked)), 1e-6) if inked.size else 1.0
-    starts = _candidates(profile, h_ref, min(MAX_CANDIDATES, round(CANDIDATES_PER_H * g.w / h_ref)))
+    starts = _candidates(profile, h_ref, min(MAX_CANDIDATES, math.ceil(CANDIDATES_PER_H * g.w / h_ref)))
     paths, crossed = _cut_paths(own_ink, starts, max(1, round(BEND * h_ref)))
     xx = np.arange(g.w)[None, :]
     left = np.zeros((g.h, 1), np.int64)
@@ -203,7 +205,7 @@ def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> lis
         right = paths[k][:, None] if k < len(starts) else np.full((g.h, 1), g.w)
         region = own & (xx >= left) & (xx < right)
         if region.any():
-            cost = CUT_BASE + CUT_COST * crossed[k] / typical if k < len(starts) else None
+            cost = CUT_COST * crossed[k] / typical if k < len(starts) else None
             atoms.append(_atom(g, region, cost))
         left = right
     atoms[-1].cut = None  # the group ends there, whatever path came last
@@ -222,13 +224,14 @@ def _cut_paths(own_ink: np.ndarray, starts: list[int], bend: int) -> tuple[list[
     cost = padded[:, cols] + np.float32(STEP) * (np.abs(np.arange(-bend, bend + 1)) > 0)  # [H, K, B]
     acc = cost[0].copy()
     back = np.zeros((h, len(starts), 2 * bend + 1), np.int8)
-    inf = np.full((len(starts), 1), np.inf, np.float32)
+    from_left = np.full_like(acc, np.inf)
+    from_right = np.full_like(acc, np.inf)
     for r in range(1, h):
-        moves = np.stack([np.concatenate([inf, acc[:, :-1]], 1) + STEP, acc,
-                          np.concatenate([acc[:, 1:], inf], 1) + STEP])  # from x-1, x, x+1
-        k = moves.argmin(0)
-        acc = np.take_along_axis(moves, k[None], 0)[0] + cost[r]
-        back[r] = k - 1
+        from_left[:, 1:] = acc[:, :-1] + STEP  # the path was one column to the left on the row above
+        from_right[:, :-1] = acc[:, 1:] + STEP
+        best = np.minimum(np.minimum(from_left, from_right), acc)
+        back[r] = np.where(best == acc, 0, np.where(best == from_left, -1, 1))  # straight down on ties
+        acc = best + cost[r]
     paths, crossed = [], []
     for i, start in enumerate(starts):
         x = int(acc[i].argmin())
@@ -324,10 +327,14 @@ def _best_path(edges: dict[tuple[int, int], float], n: int) -> list[int]:
 
 
 def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
-    """Cut columns: minima of the ink profile and even splits (moved to the emptiest column near them),
-    emptiest first, none closer than 0.15 h to another or to an edge, at most `limit`."""
+    """Cut columns, at most `limit`, none closer than 0.15 h to another or to an edge: first the even split
+    into the likeliest number of digits (overlapping digits touch where the profile is high, not low),
+    then the minima of the ink profile, emptiest first, then other even splits moved to the emptiest
+    column near them."""
     w = profile.size
     margin, near = max(1, round(0.15 * h)), max(1, round(0.1 * h))
+    likely = max(2, round(w / (0.75 * h)))
+    first = [round(i * w / likely) for i in range(1, likely)]
     minima = [i for i in range(margin, w - margin) if profile[i] <= profile[i - 1] and profile[i] <= profile[i + 1]]
     even = []
     for k in range(2, min(MAX_PIECES, max(2, round(w / (0.4 * h)))) + 1):
@@ -336,8 +343,8 @@ def _candidates(profile: np.ndarray, h: float, limit: int) -> list[int]:
             if lo < hi:
                 even.append(lo + int(np.argmin(profile[lo:hi])))
     chosen: list[int] = []
-    for c in sorted(set(minima + even), key=lambda i: profile[i]):
-        if len(chosen) < limit and all(abs(c - o) >= 0.15 * h for o in chosen):
+    for c in first + sorted(minima, key=lambda i: profile[i]) + sorted(even, key=lambda i: profile[i]):
+        if len(chosen) < limit and margin <= c < w - margin and all(abs(c - o) >= 0.15 * h for o in chosen):
             chosen.append(c)
     return sorted(chosen)
 

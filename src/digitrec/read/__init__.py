@@ -1,0 +1,2 @@
+"""Reading digits from real images: decode (image), find the ink and make MNIST crops (normalize), cut a line
+into digits (segment), and the Recognizer that puts them together with a model (recognizer)."""

@@ -1,0 +1,191 @@
+"""Ink extraction (polarity, uneven light, noise) and the MNIST 28x28 recipe, with golden arrays."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitrec.read.image import WORK_SIDE
+from digitrec.read.normalize import (
+    BOX, FIELD, Ink, box_to_input, box_to_work, crop_to_mnist, preprocess, stroke_width, to_mnist,
+)
+
+GOLDEN = Path(__file__).parent / "data" / "read"
+
+
+def _rect_image() -> np.ndarray:
+    """A 40x100 black bar on a 200x200 white page (uint8)."""
+    im = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(im).rectangle((70, 50, 109, 149), fill=0)
+    return np.asarray(im)
+
+
+def _ring_image() -> np.ndarray:
+    """A 120x160 ellipse outline, 14 px pen, on a 280x280 white canvas (uint8)."""
+    im = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(im).ellipse((80, 60, 199, 219), outline=0, width=14)
+    return np.asarray(im)
+
+
+def _mnist_of(image: np.ndarray) -> np.ndarray:
+    ink, mask = preprocess(image)
+    ys, xs = np.nonzero(mask)
+    return to_mnist(ink, (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+
+
+def _bbox(a: np.ndarray, level: float = 0.0) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(a > level)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def _com(a: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.mgrid[:a.shape[0], :a.shape[1]]
+    return float((a * ys).sum() / a.sum()), float((a * xs).sum() / a.sum())
+
+
+@pytest.mark.parametrize("name,make", [("rect", _rect_image), ("ring", _ring_image)])
+def test_golden_crops(name: str, make) -> None:
+    out = _mnist_of(make())
+    assert out.shape == (FIELD, FIELD) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(out, np.load(GOLDEN / f"{name}.npy"), atol=0.02)
+
+
+def test_rect_keeps_its_aspect_in_a_20px_box_centred_by_mass() -> None:
+    out = _mnist_of(_rect_image())
+    x, y, w, h = _bbox(out)
+    assert (w, h) == (8, BOX)  # 40x100 -> 8x20: longest side 20, aspect kept
+    cy, cx = _com(out)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert (out[y:y + h, x:x + w] == 1.0).all()  # a solid bar stays solid (no blur inside)
+
+
+def test_ring_is_centred_and_hollow() -> None:
+    out = _mnist_of(_ring_image())
+    x, y, w, h = _bbox(out)
+    assert h == BOX and w == 15  # 120x160 -> 15x20
+    cy, cx = _com(out)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert out[14, 14] == 0.0 and out[y + h // 2, x] > 0.5
+
+
+def test_mnist_digits_survive_the_round_trip(mnist_dir: Path) -> None:
+    from digitrec.data.mnist import load_mnist
+    images = load_mnist(mnist_dir, fetch=False, log=lambda *a: None)["test"].images[:20].numpy()
+    diffs = []
+    for digit in images:
+        # MNIST ink rendered 5x larger, dark on light, as a scanner would see it
+        page = 255 - np.asarray(Image.fromarray(np.pad(digit, 10)).resize((240, 240), Image.Resampling.BILINEAR))
+        out = _mnist_of(page)
+        diffs.append(np.abs(out - digit / 255.0).mean())
+        assert all(abs(a - b) <= 2 for a, b in zip(_bbox(out), _bbox(digit / 255.0, 0.1)))
+        cy, cx = _com(out)
+        assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert np.median(diffs) < 0.035 and max(diffs) < 0.1  # thin digits come back a little thicker, by design
+
+
+def test_light_on_dark_gives_the_same_ink_as_dark_on_light() -> None:
+    dark_on_light = _ring_image()
+    ink_a, mask_a = preprocess(dark_on_light)
+    ink_b, mask_b = preprocess(255 - dark_on_light)
+    assert (mask_a == mask_b).all()
+    np.testing.assert_allclose(ink_a, ink_b, atol=1e-6)
+    assert ink_a.max() == pytest.approx(1.0) and ink_a[0, 0] == 0.0
+
+
+def test_uneven_illumination_is_flattened() -> None:
+    h, w = 300, 400
+    yy, xx = np.mgrid[:h, :w]
+    paper = 0.45 + 0.5 * xx / w + 0.05 * np.sin(yy / 40.0)  # dim left, bright right, wavy
+    digit = np.zeros((h, w), bool)
+    digit[100:200, 180:195] = True  # a "1" in the middle of the gradient
+    gray = np.where(digit, paper * 0.3, paper).astype(np.float32)
+    ink, mask = preprocess(gray)
+    assert (mask == digit).mean() > 0.999
+    assert mask[100:200, 180:195].all() and not mask[:, :150].any()
+
+
+def test_noise_specks_and_grain_are_removed() -> None:
+    rng = np.random.default_rng(0)
+    page = _ring_image().astype(np.float32) / 255 + rng.normal(0, 0.03, (280, 280))
+    specks = rng.integers(0, 280, (30, 2))
+    page[specks[:, 0], specks[:, 1]] = 0.0  # single black pixels: dust
+    ink, mask = preprocess(np.clip(page, 0, 1))
+    clean_ink, clean_mask = preprocess(_ring_image())
+    assert (mask != clean_mask).sum() < 0.02 * clean_mask.sum()
+    assert _bbox(mask.astype(float)) == _bbox(clean_mask.astype(float))
+
+
+@pytest.mark.parametrize("kind", ["white", "gray", "noise", "gradient"])
+def test_blank_pages_have_no_ink(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:200, :300]
+    gray = {"white": np.ones((200, 300)), "gray": np.full((200, 300), 0.5),
+            "noise": np.clip(0.85 + rng.normal(0, 0.04, (200, 300)), 0, 1),
+            "gradient": 0.4 + 0.5 * (xx + yy) / 500}[kind]
+    ink, mask = preprocess(gray.astype(np.float32))
+    assert not mask.any() and not ink.any()
+
+
+def test_soft_faint_blotches_are_not_ink_but_faint_pencil_is() -> None:
+    yy, xx = np.mgrid[:300, :300]
+    blotches = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 25.0 ** 2)) for cy, cx in ((80, 90), (200, 210)))
+    paper = 0.95 - 0.15 * blotches  # smooth grey stains, as on a crumpled or shaded page
+    ink, mask = preprocess(paper.astype(np.float32))
+    assert not mask.any()
+    pencil = np.full((300, 300), 0.95, np.float32)
+    pencil[100:200, 145:152] -= 0.2  # just as faint, but sharp: a pencil stroke
+    ink, mask = preprocess(pencil)
+    assert mask[100:200, 145:152].all() and mask.sum() == 100 * 7
+
+
+def test_antialiased_intensity_is_kept() -> None:
+    im = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(im).line((100, 50, 300, 350), fill=0, width=30)  # a diagonal: antialiased by resampling
+    small = np.asarray(im.resize((100, 100), Image.Resampling.BOX))
+    ink, mask = preprocess(small)
+    values = ink[ink > 0]
+    assert ((values > 0.05) & (values < 0.95)).sum() > 0.1 * values.size  # grey edges, not binarised
+
+
+def test_thin_strokes_are_thickened_to_mnist_width() -> None:
+    im = Image.new("L", (600, 600), 255)
+    ImageDraw.Draw(im).ellipse((150, 50, 450, 550), outline=0, width=3)  # 3 px pen on a 500 px digit
+    out = _mnist_of(np.asarray(im))
+    assert 1.8 <= stroke_width(out) <= 3.5  # MNIST's strokes: 10th-90th percentile 1.8-3.3 px
+    assert out.max() == pytest.approx(1.0)
+
+
+def test_large_images_work_at_working_size_and_map_boxes_back() -> None:
+    page = np.full((3000, 4000), 255, np.uint8)
+    page[1000:2000, 1500:1800] = 0
+    ink, mask = preprocess(page)
+    assert isinstance(ink, Ink) and ink.input_shape == (3000, 4000) and max(ink.shape) == WORK_SIDE
+    ys, xs = np.nonzero(mask)
+    box = box_to_input(ink, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert all(abs(a - b) <= 4 for a, b in zip(box, (1500, 1000, 300, 1000)))
+    x0, y0, x1, y1 = box_to_work(ink, box)
+    assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    out = to_mnist(ink, box)
+    assert _bbox(out)[2:] == (6, 20)
+
+
+def test_to_mnist_of_an_empty_box_is_blank() -> None:
+    ink, _ = preprocess(_rect_image())
+    assert not to_mnist(ink, (0, 0, 20, 20)).any()
+    assert not to_mnist(ink, (500, 500, 10, 10)).any()
+    assert not crop_to_mnist(np.zeros((0, 5), np.float32)).any()
+
+
+def test_preprocess_and_to_mnist_are_fast_for_a_canvas() -> None:
+    canvas = _ring_image()
+    _mnist_of(canvas)
+    runs = []
+    for _ in range(15):
+        start = time.perf_counter()
+        _mnist_of(canvas)
+        runs.append(time.perf_counter() - start)
+    assert np.median(runs) < 0.015  # about 2 ms on one core; generous for a shared CI machine

@@ -1,0 +1,152 @@
+"""Segmentation of one line of digits: order, merging broken digits, splitting touching ones, specks, dashes."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitrec.errors import DigitrecError
+from digitrec.read.normalize import crop_to_mnist, preprocess, to_mnist
+from digitrec.read.segment import Box, bounding_box, segment
+
+RING = (60, 100)  # a "0": 60 wide, 100 tall
+
+
+def _page(shapes: list[tuple], size: tuple[int, int] = (700, 200)) -> np.ndarray:
+    """Dark shapes on white paper: ("ring", x, y) a 60x100 ellipse outline, ("bar", x, y, w, h) a filled box."""
+    im = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(im)
+    for kind, *at in shapes:
+        if kind == "ring":
+            x, y = at
+            draw.ellipse((x, y, x + RING[0] - 1, y + RING[1] - 1), outline=0, width=12)
+        else:
+            x, y, w, h = at
+            draw.rectangle((x, y, x + w - 1, y + h - 1), fill=0)
+    return np.array(im)
+
+
+def _ring_score(crops: list[np.ndarray]) -> np.ndarray:
+    """A stand-in classifier that knows one digit: a ring, 12 px wide and 20 tall in MNIST form, hollow."""
+    probs = np.full((len(crops), 10), 0.02)
+    for i, c in enumerate(crops):
+        ys, xs = np.nonzero(c > 0.3)
+        ring = ys.size and np.ptp(ys) + 1 == 20 and 10 <= np.ptp(xs) + 1 <= 14 and c[12:16, 12:16].max() < 0.3
+        probs[i, 0] = 0.95 if ring else 0.3
+    return probs
+
+
+def _close(box: Box, expected: tuple[int, int, int, int], tol: int = 2) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(box.as_list(), expected))
+
+
+@pytest.mark.parametrize("score", [None, _ring_score])
+def test_separated_digits_come_left_to_right(score) -> None:
+    shapes = [("ring", 420, 50), ("bar", 40, 50, 14, 100), ("ring", 120, 50), ("ring", 260, 55), ("bar", 580, 45, 14, 100)]
+    boxes = segment(*preprocess(_page(shapes)), score=score)
+    expected = [(40, 50, 14, 100), (120, 50, 60, 100), (260, 55, 60, 100), (420, 50, 60, 100), (580, 45, 14, 100)]
+    assert len(boxes) == 5
+    assert all(_close(b, e) for b, e in zip(boxes, expected))
+
+
+def test_a_single_digit_is_one_box() -> None:
+    boxes = segment(*preprocess(_page([("ring", 300, 50)])), score=_ring_score)
+    assert len(boxes) == 1 and _close(boxes[0], (300, 50, 60, 100))
+    assert boxes[0].as_list() == [boxes[0].x, boxes[0].y, boxes[0].w, boxes[0].h]
+
+
+def test_a_digit_broken_into_stacked_pieces_is_merged() -> None:
+    page = _page([("bar", 100, 50, 14, 100), ("ring", 300, 50), ("bar", 500, 50, 14, 100)])
+    page[97:103, :] = 255  # a horizontal gap through all three: each is two or more pieces
+    ink, mask = preprocess(page)
+    for score in (None, _ring_score):
+        boxes = segment(ink, mask, score=score)
+        assert [b.as_list() for b in boxes][::2] == [[100, 50, 14, 100], [500, 50, 14, 100]]
+    assert len(segment(ink, mask, score=_ring_score)) == 3
+    assert _close(segment(ink, mask, score=_ring_score)[1], (300, 50, 60, 100))
+
+
+def test_a_digit_broken_side_by_side_is_joined_when_the_classifier_prefers_it() -> None:
+    page = _page([("ring", 100, 50), ("bar", 250, 50, 14, 100)])
+    page[:, 128:131] = 255  # a vertical gap splits the ring into "(" and ")"
+    ink, mask = preprocess(page)
+    assert len(segment(ink, mask, score=None)) == 3  # without a classifier, gaps are never bridged
+    boxes = segment(ink, mask, score=_ring_score)
+    assert len(boxes) == 2 and _close(boxes[0], (100, 50, 60, 100))
+
+
+def test_touching_digits_are_split_where_the_classifier_likes_the_pieces() -> None:
+    page = _page([("ring", 100, 50), ("ring", 152, 50), ("ring", 350, 50)])  # the first two overlap by 8 px
+    ink, mask = preprocess(page)
+    boxes = segment(ink, mask, score=_ring_score)
+    assert len(boxes) == 3
+    assert _close(boxes[0], (100, 50, 60, 100), tol=8) and _close(boxes[1], (152, 50, 60, 100), tol=8)
+    assert boxes[0].x + boxes[0].w <= boxes[1].x + 8
+
+
+def test_the_crop_of_a_split_piece_is_the_piece_that_was_rated() -> None:
+    ink, mask = preprocess(_page([("ring", 100, 50), ("ring", 152, 50)]))
+    boxes = segment(ink, mask, score=_ring_score)
+    assert len(boxes) == 2
+    for box in boxes:
+        piece = ink.pieces[tuple(box.as_list())]
+        np.testing.assert_array_equal(to_mnist(ink, box.as_list()), crop_to_mnist(piece))
+        assert _ring_score([to_mnist(ink, box.as_list())])[0, 0] == 0.95  # no stub of the neighbour in it
+
+
+def test_specks_and_dashes_are_ignored() -> None:
+    mask = np.zeros((200, 700), bool)
+    for x in (50, 150, 350, 450):
+        mask[50:150, x:x + 50] = True  # four digits...
+    mask[95:105, 250:300] = True  # ...a dash between them ("12-34")...
+    mask[20:24, 600:604] = True  # ...and specks of dust
+    mask[170:175, 200:206] = True
+    boxes = segment(mask.astype(np.float32), mask)
+    assert [b.x for b in boxes] == [50, 150, 350, 450]
+
+
+def test_boxes_are_in_input_pixels_for_large_photos() -> None:
+    page = np.full((1500, 4000), 255, np.uint8)
+    page[500:1000, 1000:1100] = 0  # a "1"
+    page[500:1000, 2000:2300] = 0  # a wide block
+    ink, mask = preprocess(page)
+    assert ink.shape == (375, 1000)
+    boxes = segment(ink, mask)
+    assert [b.as_list() for b in boxes][0] == [1000, 500, 100, 500]
+    assert all(_close(b, e, tol=4) for b, e in zip(boxes, [(1000, 500, 100, 500), (2000, 500, 300, 500)]))
+    assert _close(bounding_box(ink, mask), (1000, 500, 1300, 500), tol=4)
+
+
+def test_the_classifier_is_only_asked_when_there_is_a_choice() -> None:
+    calls: list[int] = []
+
+    def counting(crops: list[np.ndarray]) -> np.ndarray:
+        calls.append(len(crops))
+        return _ring_score(crops)
+
+    segment(*preprocess(_page([("ring", 100, 50), ("ring", 300, 50), ("bar", 500, 50, 14, 100)])), score=counting)
+    assert calls == []
+    segment(*preprocess(_page([("ring", 100, 50), ("ring", 152, 50)])), score=counting)
+    assert len(calls) == 1 and calls[0] >= 3
+
+
+def test_empty_and_mismatched_inputs() -> None:
+    assert segment(np.zeros((50, 50), np.float32), np.zeros((50, 50), bool)) == []
+    assert bounding_box(np.zeros((50, 50), np.float32), np.zeros((50, 50), bool)) is None
+    with pytest.raises(DigitrecError, match="differ in shape"):
+        segment(np.zeros((50, 50), np.float32), np.zeros((40, 50), bool))
+
+
+def test_a_ten_digit_line_is_segmented_quickly() -> None:
+    shapes = [("ring", 20 + 95 * i, 25) if i % 3 else ("bar", 40 + 95 * i, 25, 14, 100) for i in range(10)]
+    shapes[4] = ("ring", 20 + 95 * 3 + 52, 25)  # one touching pair, so there is a cut to choose
+    ink, mask = preprocess(_page(shapes, size=(1000, 150)))
+    assert len(segment(ink, mask, score=_ring_score)) == 10
+    runs = []
+    for _ in range(7):
+        start = time.perf_counter()
+        segment(ink, mask, score=_ring_score)
+        runs.append(time.perf_counter() - start)
+    assert np.median(runs) < 0.06  # ~10 ms on one core; generous for a shared CI machine
