@@ -58,7 +58,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 # ---- train -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from digitrec.config import build_config, load_yaml
+    from digitrec.train.distributed import launch, world_from_env
     from digitrec.train.loop import train
+
+    if args.nproc:
+        return launch(args.nproc, _without_nproc(args.argv))
 
     flags = _config_flags(args)
     layers: list[dict[str, Any]] = []
@@ -76,6 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     layers.append(flags)
     cfg = build_config(recipe, *layers, source=args.config or "command line")
     summary = train(cfg, resume=resume, overwrite=args.overwrite, log=_out)
+    if not world_from_env().is_main:
+        return 0
     _out(f"best validation accuracy {100 * summary['best_val_acc']:.2f}% at epoch {summary['best_epoch']}; "
          f"training took {summary['train_time']:.1f}s")
     if cfg.eval_test:
@@ -85,6 +91,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 device=cfg.device, log=_out)
         _out(f"test accuracy {100 * m['accuracy']:.2f}% (n={m['n']}); report in {summary['run_dir']}")
     return 0
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """The command line again, minus --nproc N / --nproc=N, for the processes torchrun starts."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def _resume_path(args: argparse.Namespace, flags: dict[str, Any]) -> str:
@@ -332,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
                     help="continue from a checkpoint (alone: RUNS_DIR/NAME/last.pt)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    tr.add_argument("--nproc", type=int, default=0, metavar="N",
+                    help="train data-parallel in N processes on this machine (launches torchrun; "
+                         "for several machines run torchrun yourself, see the README)")
     _add_config_flags(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -405,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a verb; a DigitrecError becomes one line on stderr and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except DigitrecError as e:

@@ -40,7 +40,7 @@ class TrainConfig:
     model: str = _opt("digitnet", "model name from `digitrec models`")
     model_args: dict = _opt({}, "model options, e.g. {attention: true}; on the CLI --model-arg KEY=VALUE")
     epochs: int = _opt(5, "number of passes over the training split")
-    batch_size: int = _opt(128, "images per optimizer step (per process), before accumulation")
+    batch_size: int = _opt(128, "images per optimizer step across all processes (each of N takes 1/N), before accumulation")
     val_size: int = _opt(5000, "images carved from train for validation (model selection, early stopping)")
     split_seed: int = _opt(0, "seed of the train/validation split (kept apart from --seed)")
     train_subset: int = _opt(0, "train on only the first N training images (0 = all); for smoke runs")

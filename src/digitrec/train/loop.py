@@ -3,6 +3,10 @@
 Every epoch draws its permutation and augmentation from a generator seeded by (seed, epoch), and
 reseeds the global RNG (dropout) the same way, so a run resumed from the end of any epoch
 replays the same numbers as an uninterrupted one.
+
+Under torchrun the same function trains data-parallel: every rank draws the same permutation and
+takes a disjoint shard of each global batch (batch_size counts images across all ranks), DDP
+averages the gradients, metrics are summed across ranks, and rank 0 alone writes files.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from digitrec.card import make_card
 from digitrec.config import TrainConfig, save_yaml
@@ -29,6 +34,7 @@ from digitrec.errors import DigitrecError
 from digitrec.models import create_model, num_params
 from digitrec.models.inference import batched_logits
 from digitrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, unwrap
+from digitrec.train.distributed import World, all_reduce_sum, setup, teardown, world_from_env
 from digitrec.train.optim import EMA, build_optimizer, build_scheduler
 
 Log = Callable[[str], None]
@@ -87,10 +93,27 @@ def train(
     log: Log = print,
     hooks: Hooks | None = None,
 ) -> dict[str, Any]:
-    """Train a model as `cfg` says; returns a summary with the run folder and the best validation accuracy."""
+    """Train a model as `cfg` says; returns a summary with the run folder, the best validation accuracy
+    and the trained model (its last weights). Under torchrun, trains data-parallel across the ranks."""
     cfg.validate()
-    hooks = hooks or Hooks()
-    device = resolve_device(cfg.device)
+    world = world_from_env()
+    if world.size > 1 and cfg.batch_size % world.size:
+        raise DigitrecError(
+            f"batch_size {cfg.batch_size} is the global batch and must divide evenly among {world.size} processes"
+        )
+    device = setup(world, resolve_device(cfg.device))
+    try:
+        return _train(cfg, world, device, resume, overwrite, log if world.is_main else _silent, hooks or Hooks())
+    finally:
+        teardown(world)
+
+
+def _silent(_msg: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwrite: bool, log: Log,
+           hooks: Hooks) -> dict[str, Any]:
     amp_dtype = resolve_amp(cfg.amp, device, log)
     run_dir = run_dir_for(cfg)
     if resume is None and (run_dir / "last.pt").exists() and not overwrite:
@@ -98,8 +121,9 @@ def train(
             f"run folder {run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
             "or --name for a new one"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg.to_dict(), run_dir / "config.yaml")
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg.to_dict(), run_dir / "config.yaml")
 
     splits = load_splits(cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.split_seed, log=log)
     train_split = splits["train"]
@@ -125,20 +149,25 @@ def train(
     state = TrainState()
     if resume is not None:
         state = _restore(Path(resume), cfg, model, opt, sched, scaler, ema, log)
-    fwd = torch.compile(model) if cfg.compile else model
-    writer = _tensorboard(cfg, run_dir, log)
+    net: nn.Module = model
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    fwd = torch.compile(net) if cfg.compile else net
+    writer = _tensorboard(cfg, run_dir, log) if world.is_main else None
     spec = model.digitrec_spec
-    log(f"training {spec['name']} ({num_params(model):,} parameters) on {device} for {cfg.epochs} epochs; run: {run_dir}")
+    where = f"{world.size} processes ({device.type})" if world.distributed else str(device)
+    log(f"training {spec['name']} ({num_params(model):,} parameters) on {where} for {cfg.epochs} epochs; run: {run_dir}")
 
     augment = Augment(cfg.augment)
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
-        record = _train_epoch(fwd, model, train_split, cfg, epoch, opt, sched, scaler, ema, augment, amp_dtype, state, hooks)
+        record = _train_epoch(fwd, net, model, train_split, cfg, world, epoch, opt, sched, scaler, ema, augment,
+                              amp_dtype, state, hooks)
         state.train_time += time.perf_counter() - t0
         if ema:
             eval_model.load_state_dict(ema.state_dict())
-        record.update(_validate(eval_model, val_split, cfg))
+        record.update(_validate(eval_model, val_split, cfg, world))
         record.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_time=round(state.train_time, 3))
         if cfg.schedule == "plateau" and "val_acc" in record:
             sched.step(record["val_acc"])
@@ -146,14 +175,10 @@ def train(
         state.history.append(record)
         improved = _track_best(state, record)
         _log_epoch(record, cfg, log, writer)
-        if hooks.on_epoch:
+        if hooks.on_epoch and world.is_main:
             hooks.on_epoch(record, eval_model)
-        ckpt = _checkpoint(cfg, model, opt, sched, scaler, ema, state)
-        save_checkpoint(ckpt, run_dir / "last.pt")
-        if improved:
-            save_checkpoint(ckpt, run_dir / "best.pt")
-        if cfg.save_every and epoch % cfg.save_every == 0:
-            save_checkpoint(ckpt, run_dir / f"epoch{epoch:03d}.pt")
+        if world.is_main:
+            _save(cfg, run_dir, _checkpoint(cfg, model, opt, sched, scaler, ema, state), epoch, improved)
         if cfg.patience and state.bad_epochs >= cfg.patience:
             log(f"early stop: validation accuracy has not improved for {state.bad_epochs} epochs")
             break
@@ -167,40 +192,59 @@ def train(
         "epochs": state.epoch,
         "train_time": state.train_time,
         "history": state.history,
+        "model": eval_model,
     }
 
 
-def _train_epoch(fwd, model, data, cfg, epoch, opt, sched, scaler, ema, augment, amp_dtype, state, hooks) -> dict:
-    """One pass over the shuffled training split; returns the epoch's loss, accuracy and speed."""
+def _save(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], epoch: int, improved: bool) -> None:
+    save_checkpoint(ckpt, run_dir / "last.pt")
+    if improved:
+        save_checkpoint(ckpt, run_dir / "best.pt")
+    if cfg.save_every and epoch % cfg.save_every == 0:
+        save_checkpoint(ckpt, run_dir / f"epoch{epoch:03d}.pt")
+
+
+def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, ema, augment, amp_dtype, state,
+                 hooks) -> dict:
+    """One pass over the shuffled training split; returns the epoch's loss, accuracy and speed.
+
+    `net` is what runs backward (the DDP wrapper when distributed), `model` the plain module under it.
+    """
     device = data.images.device
-    gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + epoch)
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(data), generator=gen, device=device)
+    base = cfg.seed * 1_000_003 + epoch
+    gen = torch.Generator(device).manual_seed(base)
+    perm = torch.randperm(len(data), generator=gen, device=device)  # the same on every rank
+    if world.rank:  # each rank augments (and drops out) its own shard with its own random numbers
+        gen = torch.Generator(device).manual_seed(base + 7919 * world.rank)
+    torch.manual_seed(base + 7919 * world.rank)
     steps = len(data) // cfg.batch_size
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    bar = _progress(cfg, steps, epoch)
+    bar = _progress(cfg, steps, epoch) if world.is_main else None
     t0 = time.perf_counter()
     for b in range(steps):
-        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size][world.rank :: world.size]
         x = augment(data.images[idx].unsqueeze(1).float().div_(255), gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[idx]
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+        stepping = (b + 1) % cfg.accumulate == 0
+        # DDP all-reduces gradients on every backward unless told to wait for the last micro-batch.
+        sync = nullcontext() if stepping or not world.distributed else net.no_sync()
+        with sync, torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
             logits = fwd(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        scaler.scale(loss / cfg.accumulate).backward()
+            scaler.scale(loss / cfg.accumulate).backward()
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
-        if (b + 1) % cfg.accumulate == 0:
+        if stepping:
             _optimizer_step(model, cfg, opt, sched, scaler, ema, state.step)
             state.step += 1
             if hooks.on_step:
                 hooks.on_step(epoch, state.step)
         if bar is not None and (b % 20 == 0 or b == steps - 1):
-            seen = (b + 1) * cfg.batch_size
+            seen = (b + 1) * len(idx)
             bar.set_postfix(loss=f"{loss_sum.item() / (b + 1):.3f}", acc=f"{100 * correct.item() / seen:.2f}%",
                             lr=f"{opt.param_groups[0]['lr']:.3g}", ips=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(b + 1 - bar.n)
@@ -208,7 +252,8 @@ def _train_epoch(fwd, model, data, cfg, epoch, opt, sched, scaler, ema, augment,
         bar.close()
     seconds = time.perf_counter() - t0
     n = steps * cfg.batch_size
-    return {"train_loss": loss_sum.item() / steps, "train_acc": correct.item() / n,
+    totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double()]), world).tolist()
+    return {"train_loss": totals[0] / (steps * world.size), "train_acc": totals[1] / n,
             "images_per_s": round(n / seconds, 1), "epoch_time": round(seconds, 3)}
 
 
@@ -225,12 +270,16 @@ def _optimizer_step(model, cfg, opt, sched, scaler, ema, step: int) -> None:
         ema.update(model, step)
 
 
-def _validate(model: nn.Module, val: Split, cfg: TrainConfig) -> dict[str, float]:
+def _validate(model: nn.Module, val: Split, cfg: TrainConfig, world: World) -> dict[str, float]:
+    """Loss and accuracy on the validation split, each rank scoring its own slice of it."""
     if len(val) == 0:
         return {}
-    logits = batched_logits(model, val.images, channels_last=cfg.channels_last)
-    return {"val_loss": F.cross_entropy(logits, val.labels).item(),
-            "val_acc": (logits.argmax(1) == val.labels).float().mean().item()}
+    images, labels = val.images[world.rank :: world.size], val.labels[world.rank :: world.size]
+    logits = batched_logits(model, images, channels_last=cfg.channels_last)
+    sums = torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                        (logits.argmax(1) == labels).sum().double()])
+    loss, correct = all_reduce_sum(sums, world).tolist()
+    return {"val_loss": loss / len(val), "val_acc": correct / len(val)}
 
 
 def _track_best(state: TrainState, record: dict[str, Any]) -> bool:
