@@ -74,3 +74,11 @@ def test_bad_yaml_files_get_one_clear_error(tmp_path):
 def test_string_booleans_and_ints_from_yaml_are_coerced():
     cfg = from_dict({"progress": "false", "epochs": 3.0, "lr": 1})
     assert cfg.progress is False and cfg.epochs == 3 and cfg.lr == 1.0
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_resolves_to_valid_settings(recipe):
+    cfg = build_config(recipe)
+    assert cfg.epochs >= 1
+    if recipe == "fast":
+        assert cfg.model_args == {"widths": [16, 32, 48]} and cfg.ema > 0 and cfg.augment.enabled

@@ -123,6 +123,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         # activations, about 1.2x per epoch on a 2-core CPU (benchmarks/train_speed.py).
         "channels_last": False, "compile": True,
     },
+    "fast": {
+        # The quickest way we know to 99.5% on a CPU (benchmarks/train_speed.py): a slimmer digitnet
+        # (the 7x7 stage is 48 wide, ~20% fewer multiply-adds), 4 one-cycle epochs with a short
+        # warm-up, an EMA of the weights for evaluation, and only the cheap affine augmentations.
+        # torch.compile stays off: its start-up costs more seconds than it saves in so short a run.
+        "model": "digitnet", "model_args": {"widths": [16, 32, 48]}, "epochs": 4, "batch_size": 128,
+        "optimizer": "sgd", "lr": 0.2, "schedule": "onecycle", "warmup_epochs": 0.3, "label_smoothing": 0.1,
+        "ema": 0.99, "channels_last": True,
+        "augment": {"enabled": True, "rotate": 8.0, "scale": 0.08, "translate": 0.08, "shear": 0.0, "contrast": 0.0},
+    },
 }
 
 
