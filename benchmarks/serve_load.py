@@ -16,11 +16,7 @@ import io
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec.data.mnist import load_mnist
+from digitrec.serve.process import start_server
 
 
 def images() -> dict[str, tuple[bytes, str]]:
@@ -45,40 +42,6 @@ def images() -> dict[str, tuple[bytes, str]]:
 
     return {"1 digit": (png(range(1)), str(labels[0])),
             "10 digits": (png(range(10)), "".join(map(str, labels)))}
-
-
-def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = Path(tempfile.mkstemp(prefix="serve_load_", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--model", args.model,
-           "--workers", str(args.workers), "--log-level", "warning"]
-    if args.backend:
-        cmd += ["--backend", args.backend]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_server(proc)
-            raise SystemExit(f"server did not become ready:\n{log.read_text()}")
-        time.sleep(0.3)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -161,7 +124,9 @@ def main() -> int:
     args = ap.parse_args()
 
     work = images()
-    proc, url, log = start_server(args)
+    server_args = ["--model", args.model, "--workers", str(args.workers), "--log-level", "warning"]
+    server = start_server(server_args + (["--backend", args.backend] if args.backend else []))
+    proc, url, log = server.proc, server.url, server.log
     rows: list[dict] = []
     try:
         asyncio.run(load(url, list(work.values()), 4, 2.0))  # warm-up, not reported
@@ -172,7 +137,7 @@ def main() -> int:
                 print_row(rows[-1])
         soaked = soak(url, proc.pid, list(work.values()), args.soak_clients, args.soak) if args.soak > 0 else None
     finally:
-        stop_server(proc)
+        server.stop()
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "model": args.model,
               "backend": args.backend or "cli default", "workers": args.workers, "duration_s": args.duration,
               "rss_after_warmup_mb": rss_start, "rows": rows, "soak": soaked, "server_log": str(log)}

@@ -30,3 +30,24 @@ def tiny_idx_files(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         write_idx(data_dir / f"{prefix}-labels-idx1-ubyte", labels)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     return data_dir, {name: sha256_file(data_dir / name) for name in names}
+
+
+@pytest.fixture(scope="session")
+def served_model(request, tmp_path_factory) -> str:
+    """The shipped default model; a small model trained here when the package ships none."""
+    from digitrec.config import build_config
+    from digitrec.errors import DigitrecError
+    from digitrec.read.recognizer import resolve_model
+    from digitrec.train.loop import train
+
+    try:
+        resolve_model("default")
+        return "default"
+    except DigitrecError:
+        pass
+    cfg = build_config("default", dict(
+        runs_dir=str(tmp_path_factory.mktemp("served_model")), name="run",
+        data_dir=str(request.getfixturevalue("mnist_dir")), model="digitnet", train_subset=16384, val_size=500,
+        batch_size=128, epochs=2, optimizer="adam", lr=2e-3, schedule="cosine", progress=False, tensorboard=False,
+        augment={"enabled": True}))
+    return train(cfg, log=lambda _m: None)["best_checkpoint"]

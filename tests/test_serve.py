@@ -4,12 +4,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,7 +18,6 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 from digitrec.cli import build_parser, main
-from digitrec.errors import DigitrecError
 from digitrec.serve import ServeSettings, create_app
 from digitrec.serve import app as app_module
 
@@ -32,24 +26,8 @@ BACKEND = "torch"  # fastest to load; the browser test runs the CLI's default ba
 
 # ---- a model and images ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def model_name(request, tmp_path_factory) -> str:
-    """The shipped default model; a small model trained here while the package ships none."""
-    from digitrec.read.recognizer import resolve_model
-
-    try:
-        resolve_model("default")
-        return "default"
-    except DigitrecError:
-        pass
-    from digitrec.config import build_config
-    from digitrec.train.loop import train
-
-    cfg = build_config("default", dict(
-        runs_dir=str(tmp_path_factory.mktemp("serve_model")), name="run", data_dir=str(request.getfixturevalue(
-            "mnist_dir")), model="lenet5", train_subset=8192, val_size=500, batch_size=64, epochs=2,
-        optimizer="adam", lr=2e-3, schedule="cosine", progress=False, tensorboard=False,
-        augment={"enabled": False}))
-    return train(cfg, log=lambda _m: None)["best_checkpoint"]
+def model_name(served_model) -> str:
+    return served_model
 
 
 @pytest.fixture(scope="session")
@@ -405,37 +383,13 @@ def test_serve_verb_with_a_missing_model_exits_2_with_a_message(capsys, tmp_path
     assert "nope.pt" in capsys.readouterr().err
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_with_two_workers_reads_with_the_key_from_the_environment(model_name, seven):
-    port = free_port()
-    cmd = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--workers", "2", "--model", model_name,
-           "--backend", BACKEND, "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "DIGITREC_API_KEY": "k2"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base + "/readyz", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.5)
+    from digitrec.serve.process import running_server
+
+    args = ["--workers", "2", "--model", model_name, "--backend", BACKEND, "--log-level", "warning"]
+    with running_server(args, timeout=90, env={"DIGITREC_API_KEY": "k2"}) as srv:
         with pytest.raises(urllib.error.HTTPError, match="401"):
-            urllib.request.urlopen(urllib.request.Request(base + "/v1/read", data=seven), timeout=30)
-        req = urllib.request.Request(base + "/v1/read", data=seven, headers={"X-API-Key": "k2"})
+            urllib.request.urlopen(urllib.request.Request(srv.url + "/v1/read", data=seven), timeout=30)
+        req = urllib.request.Request(srv.url + "/v1/read", data=seven, headers={"X-API-Key": "k2"})
         answers = [json.load(urllib.request.urlopen(req, timeout=30))["digits"] for _ in range(6)]
         assert answers == ["7"] * 6
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

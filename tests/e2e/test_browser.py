@@ -7,12 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +15,6 @@ from PIL import Image, ImageFilter
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
-
-
-def _model(request, tmp_path_factory) -> str:
-    """The shipped default model, else a small one trained here (a vertical '1' and a '7' are easy for both)."""
-    from digitrec.errors import DigitrecError
-    from digitrec.read.recognizer import resolve_model
-
-    try:
-        resolve_model("default")
-        return "default"
-    except DigitrecError:
-        pass
-    from digitrec.config import build_config
-    from digitrec.train.loop import train
-
-    cfg = build_config("default", dict(
-        runs_dir=str(tmp_path_factory.mktemp("browser_model")), name="run",
-        data_dir=str(request.getfixturevalue("mnist_dir")), model="digitnet", train_subset=16384, val_size=500,
-        batch_size=128, epochs=2, optimizer="adam", lr=2e-3, schedule="cosine", progress=False, tensorboard=False,
-        augment={"enabled": True}))
-    return train(cfg, log=lambda _m: None)["best_checkpoint"]
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +30,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(request, tmp_path_factory, browser):
+def server(served_model, tmp_path_factory, browser):
     """A real `digitrec serve` subprocess on a free localhost port, with the CLI's default backend."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from digitrec.serve.process import running_server
+
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--port", str(port),
-                                 "--model", _model(request, tmp_path_factory)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300  # a first ONNX use exports and checks the model once (then cached)
-        while True:
-            try:
-                urllib.request.urlopen(url + "/readyz", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"digitrec serve did not become ready:\n{log.read_text()}")
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    # A first ONNX use exports and checks the model once (then cached): allow for it.
+    with running_server(["--model", served_model], timeout=300, log=log) as srv:
+        yield srv.url
 
 
 @pytest.fixture
