@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from digitrec.train.checkpoint import load_checkpoint
+from digitrec.training.checkpoint import load_checkpoint
 
 
 def one_epoch(nproc: int, subset: int, recipe: str) -> float:

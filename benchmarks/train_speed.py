@@ -28,7 +28,7 @@ from tutorial_baseline import tutorial_epochs  # noqa: E402
 from digitrec.config import build_config  # noqa: E402
 from digitrec.data.mnist import load_splits  # noqa: E402
 from digitrec.models.inference import batched_logits  # noqa: E402
-from digitrec.train.loop import Hooks, train  # noqa: E402
+from digitrec.training.loop import Hooks, train  # noqa: E402
 
 TARGETS = (0.990, 0.995)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from digitrec.evaluate import evaluate_checkpoint
-from digitrec.train.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
+from digitrec.evaluation import evaluate_checkpoint
+from digitrec.training.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def served_model(request, tmp_path_factory) -> str:
     from digitrec.config import build_config
     from digitrec.errors import DigitrecError
     from digitrec.read.recognizer import resolve_model
-    from digitrec.train.loop import train
+    from digitrec.training.loop import train
 
     try:
         resolve_model("default")

@@ -14,7 +14,34 @@ def test_the_shipped_model_classifies_mnist_test_images(mnist_dir):
     assert (probs.argmax(1) == test.labels[:500].numpy()).mean() >= 0.99
 
 
-def test_the_lazy_public_names_resolve():
-    from digitrec.export import export
+def test_the_lazy_public_names_resolve_to_the_functions():
+    from digitrec.evaluation import evaluate_checkpoint
+    from digitrec.exporter import export
+    from digitrec.training.loop import train
 
-    assert callable(export) and callable(digitrec.create_model) and isinstance(digitrec.Recognizer, type)
+    assert digitrec.export is export and digitrec.train is train and digitrec.evaluate is evaluate_checkpoint
+    assert isinstance(digitrec.Recognizer, type) and callable(digitrec.create_model)
+
+
+def _line_of(images: np.ndarray, gap: int = 12) -> np.ndarray:
+    """MNIST digits (white on black, 28x28) side by side as dark ink on white paper, with clear gaps."""
+    page = np.full((28 + 2 * gap, gap + len(images) * (28 + gap)), 255, np.uint8)
+    for k, image in enumerate(images):
+        x = gap + k * (28 + gap)
+        page[gap:gap + 28, x:x + 28] = 255 - image
+    return page
+
+
+def test_a_line_is_classified_once_and_the_probabilities_are_reused(mnist_dir):
+    test = load_mnist(mnist_dir, log=lambda _: None)["test"]
+    images, labels = test.images[:6].numpy(), test.labels[:6].numpy()
+    rec = digitrec.Recognizer.load()
+    calls = []
+    backend = rec.backend
+    rec.backend = lambda batch: calls.append(len(batch)) or backend(batch)
+    result = rec.read(_line_of(images))
+    assert result.digits == "".join(str(d) for d in labels)
+    assert calls == [6]  # six well-separated digits: one batch, no second pass over the final crops
+    rec.backend = backend
+    probs = np.array([item.probs for item in result.items])
+    np.testing.assert_allclose(probs, rec.classify(result.crops), atol=1e-5)

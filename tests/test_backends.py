@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from digitrec.errors import DigitrecError
-from digitrec.export import export, to_input
+from digitrec.exporter import export, to_input
 from digitrec.models import create_model
 from digitrec.read import backends
 from digitrec.read.backends import TorchBackend, load_backend, shared_session
 from digitrec.read.recognizer import Recognizer
-from digitrec.train.checkpoint import save_checkpoint
+from digitrec.training.checkpoint import save_checkpoint
 
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".torchscript"}
 

@@ -6,9 +6,9 @@ import torch
 
 from digitrec.bench import bench, format_table
 from digitrec.errors import DigitrecError
-from digitrec.export import export
+from digitrec.exporter import export
 from digitrec.models import create_model
-from digitrec.train.checkpoint import save_checkpoint
+from digitrec.training.checkpoint import save_checkpoint
 
 SMALL = dict(repeats=2, images_per_round=16, test_images=300)
 

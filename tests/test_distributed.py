@@ -12,14 +12,14 @@ import torch
 
 from digitrec.config import build_config
 from digitrec.errors import DigitrecError
-from digitrec.train.checkpoint import load_checkpoint
-from digitrec.train.loop import train
+from digitrec.training.checkpoint import load_checkpoint
+from digitrec.training.loop import train
 
 # Runs the library's train() as any user script would, then saves this rank's final weights.
 WORKER = """
 import json, os, sys, torch
 from digitrec.config import build_config
-from digitrec.train.loop import train
+from digitrec.training.loop import train
 out, settings = sys.argv[1], json.loads(sys.argv[2])
 summary = train(build_config("default", settings), log=lambda m: None)
 torch.save(summary["model"].state_dict(), os.path.join(out, f"rank{os.environ.get('RANK', '0')}.pt"))

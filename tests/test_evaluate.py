@@ -6,9 +6,9 @@ from PIL import Image
 
 from digitrec.config import build_config
 from digitrec.errors import DigitrecError
-from digitrec.evaluate import evaluate_checkpoint
-from digitrec.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from digitrec.train.loop import train
+from digitrec.evaluation import evaluate_checkpoint
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from digitrec.training.loop import train
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import torch
 import digitrec
 from digitrec.config import build_config
 from digitrec.errors import DigitrecError
-from digitrec.export import export, to_input
+from digitrec.exporter import export, to_input
 from digitrec.models import REGISTRY, create_model
 from digitrec.read.backends import load_backend, torch_backend
-from digitrec.train.checkpoint import save_checkpoint
-from digitrec.train.loop import train
+from digitrec.training.checkpoint import save_checkpoint
+from digitrec.training.loop import train
 
 N = 300  # parity images per test: a few hundred, so batches 1, 2 and 256 are all checked
 
@@ -153,7 +153,7 @@ def test_unwritable_output_fails_cleanly_without_a_partial_file(tmp_path, mnist_
 
 
 def test_an_export_that_fails_its_check_leaves_nothing(tmp_path, mnist_dir, monkeypatch):
-    import digitrec.export as ex
+    import digitrec.exporter as ex
 
     monkeypatch.setattr(ex, "LOGIT_TOL", -1.0)  # no export can meet it
     ckpt = save_random(tmp_path / "m.pt")
@@ -180,9 +180,11 @@ def test_a_corrupt_checkpoint_is_one_clear_error(tmp_path):
         export(bad, format="onnx")
 
 
-def test_digitrec_export_stays_callable_after_the_submodule_is_imported(tmp_path, mnist_dir):
-    import digitrec.export  # noqa: F401  (binds the package attribute to the module)
+def test_digitrec_export_and_train_stay_functions_whatever_is_imported(tmp_path, mnist_dir):
+    import digitrec.exporter  # noqa: F401
+    import digitrec.training.loop  # noqa: F401
 
+    assert digitrec.train is digitrec.training.loop.train
     ckpt = save_random(tmp_path / "m.pt")
     assert digitrec.export(ckpt, format="torchscript", data_dir=mnist_dir, parity_images=N).is_file()
 

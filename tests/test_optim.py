@@ -3,7 +3,7 @@ import torch
 
 from digitrec.config import TrainConfig
 from digitrec.models import create_model
-from digitrec.train.optim import EMA, build_optimizer, build_scheduler
+from digitrec.training.optim import EMA, build_optimizer, build_scheduler
 
 
 def _lrs(cfg: TrainConfig, steps_per_epoch: int = 10) -> list[float]:

@@ -5,8 +5,8 @@ import torch
 
 from digitrec.config import build_config, load_yaml
 from digitrec.errors import DigitrecError
-from digitrec.train.checkpoint import load_checkpoint
-from digitrec.train.loop import Hooks, train
+from digitrec.training.checkpoint import load_checkpoint
+from digitrec.training.loop import Hooks, train
 
 
 def small(tmp_path: Path, mnist_dir: Path, **over):

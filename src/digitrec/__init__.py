@@ -14,9 +14,9 @@ _LAZY = {
     "TrainConfig": ("digitrec.config", "TrainConfig"),
     "create_model": ("digitrec.models", "create_model"),
     "list_models": ("digitrec.models", "list_models"),
-    "train": ("digitrec.train.loop", "train"),
-    "evaluate": ("digitrec.evaluate", "evaluate_checkpoint"),
-    "export": ("digitrec.export", "export"),
+    "train": ("digitrec.training.loop", "train"),
+    "evaluate": ("digitrec.evaluation", "evaluate_checkpoint"),
+    "export": ("digitrec.exporter", "export"),
     "Recognizer": ("digitrec.read.recognizer", "Recognizer"),
 }
 

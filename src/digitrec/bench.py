@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from digitrec.errors import DigitrecError
-from digitrec.export import FORMATS, export, to_input, usable_cores
+from digitrec.exporter import FORMATS, export, to_input, usable_cores
 from digitrec.read.backends import BACKENDS, Backend, file_kind, load_backend
 
 DEFAULT_BATCHES = (1, 32, 256)

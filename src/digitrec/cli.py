@@ -58,8 +58,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 # ---- train -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from digitrec.config import build_config, load_yaml
-    from digitrec.train.distributed import launch, world_from_env
-    from digitrec.train.loop import train
+    from digitrec.training.distributed import launch, world_from_env
+    from digitrec.training.loop import train
 
     if args.nproc:
         return launch(args.nproc, _without_nproc(args.argv))
@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = args.recipe
     if args.resume is not None:
         resume = _resume_path(args, flags)
-        from digitrec.train.checkpoint import load_checkpoint
+        from digitrec.training.checkpoint import load_checkpoint
 
         saved = load_checkpoint(resume).get("config", {})
         layers.append(saved)
@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _out(f"best validation accuracy {100 * summary['best_val_acc']:.2f}% at epoch {summary['best_epoch']}; "
          f"training took {summary['train_time']:.1f}s")
     if cfg.eval_test:
-        from digitrec.evaluate import evaluate_checkpoint
+        from digitrec.evaluation import evaluate_checkpoint
 
         m = evaluate_checkpoint(summary["best_checkpoint"], split="test", data_dir=cfg.data_dir or None,
                                 device=cfg.device, log=_out)
@@ -191,7 +191,7 @@ def _add_flag(group, flag: str, dest: str, f: dataclasses.Field, help: str) -> N
 
 # ---- eval ------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from digitrec.evaluate import evaluate_checkpoint
+    from digitrec.evaluation import evaluate_checkpoint
 
     log = _eprint if args.json else _out
     if (args.checkpoint is None) == (args.model is None):
@@ -288,7 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ---- export and bench ------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from digitrec.export import export
+    from digitrec.exporter import export
 
     log = _eprint if args.json else _out
     path = export(args.model, format=args.format, out=args.out, opset=args.opset, data_dir=args.data_dir or None,

@@ -22,8 +22,8 @@ from torch import nn
 from digitrec import __version__
 from digitrec.data.fetch import sha256_file
 from digitrec.errors import DigitrecError
-from digitrec.export import FORMATS, SUFFIX_KIND, Loaded, export, load_export, open_onnx_session
-from digitrec.train.checkpoint import load_checkpoint, model_from_checkpoint
+from digitrec.exporter import FORMATS, SUFFIX_KIND, Loaded, export, load_export, open_onnx_session
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 BACKENDS = ("torch", "pt2", "torchscript", "onnx", "onnx-int8")
 _LABELS = {"torch": "PyTorch checkpoint", "pt2": "torch.export (.pt2)", "torchscript": "TorchScript",

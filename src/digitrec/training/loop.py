@@ -33,9 +33,9 @@ from digitrec.data.mnist import Split, load_splits
 from digitrec.errors import DigitrecError
 from digitrec.models import create_model, num_params
 from digitrec.models.inference import batched_logits
-from digitrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, unwrap
-from digitrec.train.distributed import World, all_reduce_sum, setup, teardown, world_from_env
-from digitrec.train.optim import EMA, build_optimizer, build_scheduler
+from digitrec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, unwrap
+from digitrec.training.distributed import World, all_reduce_sum, setup, teardown, world_from_env
+from digitrec.training.optim import EMA, build_optimizer, build_scheduler
 
 Log = Callable[[str], None]
 

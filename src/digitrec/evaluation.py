@@ -19,8 +19,8 @@ from digitrec.report import (
     worst_errors,
     write_json,
 )
-from digitrec.train.checkpoint import load_checkpoint, model_from_checkpoint
-from digitrec.train.loop import resolve_device
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from digitrec.training.loop import resolve_device
 
 SPLITS = ("test", "val")
 

@@ -14,10 +14,8 @@ import copy
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
-import types
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -32,7 +30,7 @@ from torch import nn
 from digitrec import __version__
 from digitrec.card import INPUT_SIZE, INPUT_SPEC, NUM_CLASSES
 from digitrec.errors import DigitrecError
-from digitrec.train.checkpoint import load_checkpoint, model_from_checkpoint, unwrap
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, unwrap
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXAMPLE_BATCH = 8  # traced with a batch > 1 under a named Dim, so the batch size is never specialised
@@ -524,14 +522,3 @@ def _sha256(path: Path) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
-
-
-class _CallableModule(types.ModuleType):
-    """`digitrec.export(...)` calls export() even after `import digitrec.export` has bound the package
-    attribute `digitrec.export` to this module (which the lazy `__getattr__` cannot undo)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return export(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
