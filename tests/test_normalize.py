@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from digitrec.read.image import WORK_SIDE
 from digitrec.read.normalize import (
-    BOX, FIELD, Ink, box_to_input, box_to_work, crop_to_mnist, preprocess, stroke_width, to_mnist,
+    BOX, FIELD, Ink, box_to_input, box_to_work, crop_to_mnist, percentile_filter, preprocess, stroke_width,
+    to_mnist,
 )
 
 GOLDEN = Path(__file__).parent / "data" / "read"
@@ -189,3 +191,11 @@ def test_preprocess_and_to_mnist_are_fast_for_a_canvas() -> None:
         _mnist_of(canvas)
         runs.append(time.perf_counter() - start)
     assert np.median(runs) < 0.015  # about 2 ms on one core; generous for a shared CI machine
+
+
+@pytest.mark.parametrize("shape,size", [((24, 110), 8), ((28, 125), 9), ((24, 24), 8), ((5, 7), 9), ((40, 30), 3)])
+def test_percentile_filter_matches_scipy(shape: tuple[int, int], size: int) -> None:
+    values = np.random.default_rng(size).random(shape).astype(np.float32)
+    for q in (20, 50, 80):
+        expected = ndimage.percentile_filter(values, q, size=size, mode="nearest")
+        np.testing.assert_array_equal(percentile_filter(values, q, size), expected)

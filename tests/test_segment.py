@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from digitrec.errors import DigitrecError
 from digitrec.read.normalize import crop_to_mnist, preprocess, to_mnist
-from digitrec.read.segment import Box, bounding_box, segment
+from digitrec.read.segment import Box, bounding_box, segment, segment_pieces
 
 RING = (60, 100)  # a "0": 60 wide, 100 tall
 
@@ -119,17 +119,41 @@ def test_boxes_are_in_input_pixels_for_large_photos() -> None:
     assert _close(bounding_box(ink, mask), (1000, 500, 1300, 500), tol=4)
 
 
-def test_the_classifier_is_only_asked_when_there_is_a_choice() -> None:
-    calls: list[int] = []
-
-    def counting(crops: list[np.ndarray]) -> np.ndarray:
-        calls.append(len(crops))
+def _counting(calls: list[list[np.ndarray]]):
+    """_ring_score that records every batch of crops it is asked about."""
+    def score(crops: list[np.ndarray]) -> np.ndarray:
+        calls.append(list(crops))
         return _ring_score(crops)
+    return score
 
-    segment(*preprocess(_page([("ring", 100, 50), ("ring", 300, 50), ("bar", 500, 50, 14, 100)])), score=counting)
-    assert calls == []
-    segment(*preprocess(_page([("ring", 100, 50), ("ring", 152, 50)])), score=counting)
-    assert len(calls) == 1 and calls[0] >= 3
+
+def test_separated_digits_are_classified_once_in_one_batch() -> None:
+    calls: list[list[np.ndarray]] = []
+    ink, mask = preprocess(_page([("ring", 100, 50), ("ring", 300, 50), ("bar", 500, 50, 14, 100)]))
+    pieces = segment_pieces(ink, mask, score=_counting(calls))
+    assert [len(c) for c in calls] == [3]
+    for piece, crop in zip(pieces, calls[0]):
+        np.testing.assert_array_equal(piece.crop, crop)
+        np.testing.assert_allclose(piece.probs, _ring_score([crop])[0], rtol=1e-6)
+
+
+def test_a_touching_pair_is_rated_in_at_most_two_batches_each_crop_once() -> None:
+    calls: list[list[np.ndarray]] = []
+    ink, mask = preprocess(_page([("ring", 100, 50), ("ring", 152, 50), ("ring", 350, 50)]))
+    pieces = segment_pieces(ink, mask, score=_counting(calls))
+    assert len(pieces) == 3 and 1 <= len(calls) <= 2
+    seen = [c.tobytes() for batch in calls for c in batch]
+    assert len(seen) == len(set(seen)) >= 4  # the whole pair, its halves and the lone ring, none twice
+    assert all(p.probs is not None and p.probs[0] == pytest.approx(0.95) for p in pieces)
+    assert all(any(np.array_equal(p.crop, c) for batch in calls for c in batch) for p in pieces)
+
+
+def test_without_a_classifier_pieces_have_crops_but_no_probabilities() -> None:
+    ink, mask = preprocess(_page([("ring", 100, 50), ("bar", 300, 50, 14, 100)]))
+    pieces = segment_pieces(ink, mask)
+    assert [p.box for p in pieces] == segment(ink, mask)
+    assert all(p.probs is None and p.crop.shape == (28, 28) for p in pieces)
+    np.testing.assert_array_equal(pieces[0].crop, to_mnist(ink, pieces[0].box.as_list()))
 
 
 def test_empty_and_mismatched_inputs() -> None:

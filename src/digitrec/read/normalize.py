@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import ndimage
 
@@ -130,8 +131,18 @@ def _background(gray: np.ndarray, q: float) -> np.ndarray:
     small = (max(1, h // cell), max(1, w // cell))
     coarse = np.asarray(Image.fromarray(gray).resize(small[::-1], Image.Resampling.BOX))
     size = max(3, min(small) // 3)
-    coarse = ndimage.percentile_filter(coarse, q, size=size, mode="nearest")
+    coarse = percentile_filter(coarse, q, size)
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def percentile_filter(values: np.ndarray, q: float, size: int) -> np.ndarray:
+    """scipy's percentile_filter(values, q, size=size, mode="nearest"), the same values several times faster
+    on the small grids used here: every size x size window at once, one partial sort."""
+    before, n = size // 2, size * size
+    padded = np.pad(values, ((before, size - 1 - before),) * 2, mode="edge")
+    windows = sliding_window_view(padded, (size, size)).reshape(*values.shape, n)
+    rank = min(int(n * q / 100.0), n - 1)
+    return np.partition(windows, rank, axis=-1)[..., rank]
 
 
 def _otsu(values: np.ndarray, peak: float, bins: int = 64) -> float:

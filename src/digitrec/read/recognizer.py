@@ -16,7 +16,7 @@ import torch
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
 from digitrec.read.normalize import preprocess, to_mnist
-from digitrec.read.segment import bounding_box, segment
+from digitrec.read.segment import Piece, bounding_box, segment_pieces
 
 DEFAULT_THRESHOLD = 0.5
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
@@ -86,30 +86,42 @@ class Recognizer:
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
         threshold = self.threshold if threshold is None else threshold
-        boxes, crops = self.crops(image, single=single, name=name)
-        if not boxes:
+        pieces = self._pieces(image, single=single, name=name)
+        if not pieces:
             return ReadResult("", 0.0, [], reason="blank: no ink found")
-        probs = self.classify(crops)
-        items = [DigitItem(int(p.argmax()), float(p.max()), b, [round(float(v), 6) for v in p])
-                 for b, p in zip(boxes, probs)]
+        crops = np.stack([p.crop for p in pieces])
+        probs = self._probs(pieces, crops)
+        items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
+                 for piece, p in zip(pieces, probs)]
         result = _decide(items, threshold)
         result.crops = crops
         return result
 
     def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
         """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
+        pieces = self._pieces(image, single=single, name=name)
+        if not pieces:
+            return [], np.zeros((0, 28, 28), np.float32)
+        return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
+
+    def _pieces(self, image: Any, *, single: bool, name: str | None) -> list[Piece]:
+        """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed)."""
         ink, mask = preprocess(image, name=name)
         if not mask.any():
-            return [], np.zeros((0, 28, 28), np.float32)
+            return []
         if single:
-            boxes = [bounding_box(ink, mask).as_list()]  # in input pixels, whatever the working size
-        else:
-            boxes = [b.as_list() for b in segment(ink, mask, score=self._score_crops)]
-        if not boxes:
-            return [], np.zeros((0, 28, 28), np.float32)
-        return boxes, np.stack([to_mnist(ink, tuple(b)) for b in boxes])
+            box = bounding_box(ink, mask)  # in input pixels, whatever the working size
+            return [Piece(box, to_mnist(ink, box.as_list()), None)]
+        return segment_pieces(ink, mask, score=self._score_crops)
+
+    def _probs(self, pieces: list[Piece], crops: np.ndarray) -> np.ndarray:
+        """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""
+        if all(p.probs is not None for p in pieces):
+            return np.stack([p.probs for p in pieces])
+        return self.classify(crops)
 
     def _score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Probabilities [N, 10] of a list of 28x28 crops, in one classifier call."""
         return self.classify(np.stack(crops))
 
 

@@ -75,14 +75,30 @@ class _Group:
                       max(self.y1, other.y1), self.area + other.area, self.labels + other.labels)
 
 
+@dataclass
+class Piece:
+    """One digit of a line: its box in input pixels, the 28x28 image the classifier saw and, when a classifier
+    rated it, its ten probabilities (so the reader need not classify it again)."""
+
+    box: Box
+    crop: np.ndarray
+    probs: np.ndarray | None
+
+
 def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> list[Box]:
-    """Boxes of the digits in one line, left to right, in input-image pixels; `score` rates candidate pieces.
+    """Boxes of the digits in one line, left to right, in input-image pixels; `score` rates candidate pieces."""
+    return [piece.box for piece in segment_pieces(ink, mask, score)]
+
+
+def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> list[Piece]:
+    """The digits of one line, left to right, with their 28x28 crops and (given `score`) probabilities.
 
     Components become groups (stacked pieces merged, specks and dashes dropped); wide groups are cut into
     atoms along candidate cut paths; then every run of neighbouring atoms that could be one digit is rated
     (classifier log-probability + shape prior - cost of the cut or of the gap it bridges) and the best
     left-to-right path wins, so broken digits are joined and touching ones split by the same rule. The
-    classifier is asked only where there is a choice; without `score`, gaps are never bridged."""
+    classifier sees each candidate once, in at most two batches, and only where it can change the answer;
+    without `score`, gaps are never bridged."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -94,18 +110,102 @@ def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> li
     values = np.asarray(ink, np.float32)
     atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h)]
     edges = _edges(atoms, line_h, score is not None)
-    open_questions = _contested(edges)
-    if score is not None and open_questions:
-        crops = [crop_to_mnist(_piece(atoms[i:j], values)[1]) for i, j in open_questions]
-        conf = np.log(np.maximum(np.asarray(score(crops), np.float64).max(1), 1e-9))
-        for e, c in zip(open_questions, conf):
-            edges[e] += float(c)
-    path = _best_path(edges, len(atoms) + 1)
-    pieces = sorted((_piece(atoms[i:j], values) for i, j in zip(path, path[1:])), key=lambda p: p[0][0] + p[0][2])
-    boxes = [Box(*box_to_input(ink, *b)) for b, _ in pieces]
+    rater = _Rater(atoms, values, score)
+    path = _best_path(edges, len(atoms) + 1) if score is None else _rated_path(edges, atoms, rater)
+    spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
+    pieces = [Piece(Box(*box_to_input(ink, *rater.box(e))), rater.crop(e), rater.probs.get(e)) for e in spans]
     if isinstance(ink, Ink):
-        ink.pieces.update((tuple(box.as_list()), crop) for box, (_, crop) in zip(boxes, pieces))
-    return boxes
+        ink.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
+    return pieces
+
+
+class _Rater:
+    """The pieces of runs of atoms (atoms[i:j], keyed (i, j)): working-size box and ink, 28x28 crop and the
+    classifier's probabilities, each computed at most once."""
+
+    def __init__(self, atoms: list[_Atom], values: np.ndarray, score: Score | None) -> None:
+        self.atoms, self.values, self.score = atoms, values, score
+        self.pieces: dict[tuple[int, int], tuple[tuple[int, int, int, int], np.ndarray]] = {}
+        self.crops: dict[tuple[int, int], np.ndarray] = {}
+        self.probs: dict[tuple[int, int], np.ndarray] = {}
+
+    def box(self, e: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The working-size box (x0, y0, x1, y1) of the run e."""
+        return self._piece(e)[0]
+
+    def ink(self, e: tuple[int, int]) -> np.ndarray:
+        """The ink of the run e inside its box, other pixels left out."""
+        return self._piece(e)[1]
+
+    def crop(self, e: tuple[int, int]) -> np.ndarray:
+        """The 28x28 MNIST-style image of the run e."""
+        if e not in self.crops:
+            self.crops[e] = crop_to_mnist(self.ink(e))
+        return self.crops[e]
+
+    def rate(self, spans: list[tuple[int, int]]) -> None:
+        """Classify the runs not rated yet, all in one call."""
+        todo = [e for e in spans if e not in self.probs]
+        if todo and self.score is not None:
+            probs = np.asarray(self.score([self.crop(e) for e in todo]), np.float32)
+            self.probs.update(zip(todo, probs))
+
+    def gain(self, e: tuple[int, int]) -> float:
+        """What the classifier adds to the run e's prior (rated already): its log top probability, never above 0."""
+        return math.log(max(float(self.probs[e].max()), 1e-9))
+
+    def _piece(self, e: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The box and ink of the run e, cut out once."""
+        if e not in self.pieces:
+            self.pieces[e] = _piece(self.atoms[e[0]:e[1]], self.values)
+        return self.pieces[e]
+
+
+def _rated_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater: _Rater) -> list[int]:
+    """The best path when an edge is worth its prior plus the classifier's gain, which is never above 0, so an
+    unrated edge's prior bounds it: first the whole groups are rated (one path through the line), then, in one
+    more batch, only the edges through which some path could still beat the best path of rated edges."""
+    n = len(atoms) + 1
+    rater.rate(_wholes(edges, atoms))
+    rated = {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
+    rater.rate(_promising(edges, rated, n))
+    return _best_path({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, n)
+
+
+def _wholes(edges: dict[tuple[int, int], float], atoms: list[_Atom]) -> list[tuple[int, int]]:
+    """The edges that each take one whole group: together they make a path through the line."""
+    return [(i, j) for i, j in edges
+            if (i == 0 or atoms[i - 1].group is not atoms[i].group) and atoms[j - 1].cut is None
+            and atoms[i].group is atoms[j - 1].group]
+
+
+def _promising(edges: dict[tuple[int, int], float], rated: dict[tuple[int, int], float],
+               n: int) -> list[tuple[int, int]]:
+    """Unrated edges on some path whose optimistic value (rated edges at their value, unrated ones at their
+    prior) beats the best path of rated edges alone."""
+    optimistic = {e: rated.get(e, v) for e, v in edges.items()}
+    ahead, behind = _best_to(optimistic, n), _best_from(optimistic, n)
+    floor = max(_best_to(rated, n)[n - 1], -1e9)
+    return sorted(e for e, v in edges.items()
+                  if e not in rated and ahead[e[0]] + v + behind[e[1]] > floor + 1e-9)
+
+
+def _best_to(edges: dict[tuple[int, int], float], n: int) -> list[float]:
+    """The value of the best path from node 0 to each node (-inf where there is none)."""
+    best = [-math.inf] * n
+    best[0] = 0.0
+    for (i, j), v in sorted(edges.items(), key=lambda kv: kv[0][1]):
+        best[j] = max(best[j], best[i] + v)
+    return best
+
+
+def _best_from(edges: dict[tuple[int, int], float], n: int) -> list[float]:
+    """The value of the best path from each node to node n-1 (-inf where there is none)."""
+    best = [-math.inf] * n
+    best[n - 1] = 0.0
+    for (i, j), v in sorted(edges.items(), key=lambda kv: -kv[0][0]):
+        best[i] = max(best[i], best[j] + v)
+    return best
 
 
 def bounding_box(ink: np.ndarray, mask: np.ndarray) -> Box | None:
@@ -274,20 +374,6 @@ def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int,
             if value > HOPELESS or whole:
                 edges[i, j] = value
     return edges
-
-
-def _contested(edges: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
-    """Edges that overlap another edge: only there is there a choice for the classifier to make (a digit
-    standing alone with clear gaps around it is one edge that every path takes)."""
-    spans = sorted(edges)
-    contested = set()
-    for k, (i, j) in enumerate(spans):
-        for a, b in spans[k + 1:]:
-            if a >= j:
-                break
-            if max(i, a) < min(j, b):
-                contested |= {(i, j), (a, b)}
-    return sorted(contested)
 
 
 def _join_cost(left: list[_Atom], right: _Atom, line_h: float) -> float:
