@@ -3,6 +3,7 @@ import numpy as np
 
 import digitrec
 from digitrec.data.mnist import load_mnist
+from digitrec.read.backends import TorchBackend
 
 
 def test_the_shipped_model_classifies_mnist_test_images(mnist_dir):
@@ -45,3 +46,12 @@ def test_a_line_is_classified_once_and_the_probabilities_are_reused(mnist_dir):
     rec.backend = backend
     probs = np.array([item.probs for item in result.items])
     np.testing.assert_allclose(probs, rec.classify(result.crops), atol=1e-5)
+
+
+def test_the_default_model_runs_its_shipped_onnx_export_and_agrees_with_eager(mnist_dir):
+    test = load_mnist(mnist_dir, log=lambda _: None)["test"]
+    images = test.images[:256].numpy().astype(np.float32) / 255
+    fast, eager = digitrec.Recognizer.load(), digitrec.Recognizer.load(backend="torch")
+    assert fast.backend.name == "onnx" and fast.backend.path.name == "default.onnx"
+    assert isinstance(eager.backend, TorchBackend)
+    np.testing.assert_allclose(fast.classify(images), eager.classify(images), atol=1e-5)

@@ -201,5 +201,5 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
-            "onnxruntime_threads": usable_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "onnxruntime_threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}

@@ -30,7 +30,7 @@ from torch import nn
 from digitrec import __version__
 from digitrec.card import INPUT_SIZE, INPUT_SPEC, NUM_CLASSES
 from digitrec.errors import DigitrecError
-from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, unwrap
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, normal_file_mode, unwrap
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXAMPLE_BATCH = 8  # traced with a batch > 1 under a named Dim, so the batch size is never specialised
@@ -160,11 +160,11 @@ class _Calibration:
 
 
 def open_onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for `path`, intra-op threads = usable cores unless given."""
+    """An ONNX Runtime CPU session for `path`; intra-op threads as torch uses (OMP_NUM_THREADS) unless given."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or usable_cores()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
@@ -461,6 +461,7 @@ def _temp_beside(path: Path) -> Path:
         why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
         raise DigitrecError(f"cannot write {path}: {why}") from None
     os.close(fd)
+    normal_file_mode(tmp)
     return Path(tmp)
 
 

@@ -2,8 +2,9 @@
 
 PyTorch eager runs checkpoints; exported files run on ONNX Runtime (.onnx, fp32 or int8), torch.export
 (.pt2) or TorchScript (.torchscript, deprecated in PyTorch). The file type picks the runner; a backend
-named for a checkpoint runs its export (made once, cached). One ONNX Runtime session per file per
-process, shared across threads.
+named for a checkpoint runs its export (made once, cached). The built-in default model runs the ONNX
+export shipped beside its weights unless another backend is named. One ONNX Runtime session per file
+per process, shared across threads.
 """
 from __future__ import annotations
 
@@ -111,6 +112,8 @@ def load_backend(path_or_name: str | Path, backend: str | None = None) -> Backen
     paths = resolve_model(path_or_name)
     path = paths[0]
     if file_kind(path) == "torch":
+        if backend is None and shipped_export(paths, str(path_or_name), "onnx"):
+            backend = "onnx"  # the shipped ONNX file: the same answers (checked when exported), several times faster
         if backend in (None, "torch"):
             return torch_backend(paths, str(path_or_name))
         path = exported(paths, str(path_or_name), backend)
@@ -139,16 +142,24 @@ def file_kind(path: Path, backend: str | None = None) -> str:
     return wanted
 
 
+def shipped_export(paths: list[Path], name: str, backend: str) -> Path | None:
+    """The `backend` export shipped beside a built-in model's weights (weights/NAME.onnx, ...), if there is one."""
+    from digitrec.read.recognizer import BUILTIN
+
+    if name not in BUILTIN:
+        return None
+    shipped = paths[0].with_name(f"{name}{FORMATS[backend].suffix}")
+    return shipped if shipped.is_file() else None
+
+
 def exported(paths: list[Path], name: str, backend: str) -> Path:
     """The `backend` export of checkpoint(s): shipped beside the built-in weights, else made once and cached.
 
     The cache ($DIGITREC_EXPORTS, default ~/.cache/digitrec/exports) is keyed by the checkpoints' contents.
     """
-    from digitrec.read.recognizer import BUILTIN
-
-    fmt = FORMATS[backend]
-    if name in BUILTIN and (shipped := paths[0].with_name(f"{name}{fmt.suffix}")).is_file():
+    if shipped := shipped_export(paths, name, backend):
         return shipped
+    fmt = FORMATS[backend]
     key = hashlib.sha256("|".join([backend, __version__, torch.__version__, *map(sha256_file, paths)]).encode())
     root = os.environ.get("DIGITREC_EXPORTS")
     folder = Path(root).expanduser() if root else Path.home() / ".cache" / "digitrec" / "exports"

@@ -30,6 +30,13 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def normal_file_mode(path: str | Path) -> None:
+    """Give a mkstemp file (0600) the mode a plain new file gets (0666 less the umask) before it is renamed."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write a checkpoint atomically: a temp file in the same folder, then a rename."""
     p = Path(path)
@@ -37,9 +44,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets a normal file's mode
+        normal_file_mode(tmp)
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
         os.replace(tmp, p)
     except BaseException:
