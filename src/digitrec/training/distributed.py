@@ -20,7 +20,7 @@ from digitrec.errors import DigitrecError
 
 @dataclass(frozen=True)
 class World:
-    """Where this process stands: its rank among `size` processes and the device it trains on."""
+    """Where this process stands: its rank among `size` processes, and its rank on this machine."""
 
     rank: int = 0
     size: int = 1

@@ -94,7 +94,8 @@ def train(
     hooks: Hooks | None = None,
 ) -> dict[str, Any]:
     """Train a model as `cfg` says; returns a summary with the run folder, the best validation accuracy
-    and the trained model (its last weights). Under torchrun, trains data-parallel across the ranks."""
+    and the model as last evaluated (the EMA weights when ema is on). Under torchrun, trains
+    data-parallel across the ranks."""
     cfg.validate()
     world = world_from_env()
     if world.size > 1 and cfg.batch_size % world.size:
