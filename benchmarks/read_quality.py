@@ -1,7 +1,7 @@
 """How well and how fast `Recognizer.read` reads the sets of benchmarks/read_sets.py, against the issue's targets.
 
 Run: python benchmarks/read_sets.py, then
-     python benchmarks/read_quality.py [--sets DIR] [--model default] [--threshold 0.5] [--json OUT]
+     python benchmarks/read_quality.py [--sets DIR] [--model default] [--threshold T] [--json OUT]
                                        [--only scan lines ...] [--limit N] [--threads 1] [--runs 5]
 Prints a quality table, the commonest confusions per set and a latency table (p50/p99 per run, median over runs);
 writes JSON (default benchmarks/results/read_quality.json).
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from digitrec.errors import DigitrecError
+from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.recognizer import Recognizer
 
 HERE = Path(__file__).resolve().parent
@@ -259,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=Path, default=SETS_DIR, help=f"folder of the sets (default {SETS_DIR})")
     parser.add_argument("--model", default="default", help="'default', 'default-ensemble' or a checkpoint path")
-    parser.add_argument("--threshold", type=float, default=0.5, help="abstain below this confidence")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help=f"abstain below this confidence (default: the reader's own, {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     parser.add_argument("--only", nargs="+", default=list(SETS), choices=SETS, help="sets to score (default all)")
     parser.add_argument("--limit", type=int, default=None, help="score at most N images per set")

@@ -174,3 +174,20 @@ def test_a_ten_digit_line_is_segmented_quickly() -> None:
         segment(ink, mask, score=_ring_score)
         runs.append(time.perf_counter() - start)
     assert np.median(runs) < 0.06  # ~10 ms on one core; generous for a shared CI machine
+
+
+def test_a_line_of_specks_under_eight_pixels_holds_no_digit() -> None:
+    specks = _page([("bar", 40 + 60 * i, 90, 4, 5) for i in range(8)])
+    assert segment(*preprocess(specks)) == []
+    small_digits = _page([("bar", 40 + 60 * i, 90, 4, 9) for i in range(4)])  # 9 px: legible, kept
+    assert len(segment(*preprocess(small_digits))) == 4
+
+
+def test_the_reader_says_when_it_found_only_specks(served_model) -> None:
+    from digitrec import Recognizer
+
+    rec = Recognizer.load(served_model)
+    specks = rec.read(_page([("bar", 40 + 60 * i, 90, 4, 5) for i in range(8)]))
+    assert specks.digits == "" and "specks" in specks.reason
+    blank = rec.read(_page([]))
+    assert blank.digits == "" and blank.reason.startswith("blank")

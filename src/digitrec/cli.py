@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from digitrec.errors import DigitrecError
+from digitrec.read import DEFAULT_THRESHOLD
 
 
 def _eprint(msg: str) -> None:
@@ -376,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default, default-ensemble, or a checkpoint path (default: default)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
     pr.add_argument("--single", action="store_true", help="treat each image as exactly one digit")
-    pr.add_argument("--threshold", type=float, default=0.5,
-                    help="abstain (empty digits, with a reason) below this confidence (default: 0.5)")
+    pr.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help=f"abstain (empty digits, with a reason) below this confidence (default: {DEFAULT_THRESHOLD})")
     pr.add_argument("--explain", action="store_true",
                     help="write NAME.explain.png beside each input: boxes, the 28x28 crops, the answer")
     pr.set_defaults(func=cmd_predict)
@@ -388,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--model", default="default", help="default, default-ensemble, or a checkpoint path")
     sv.add_argument("--backend", default="onnx", help="inference backend (default: onnx)")
     sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model (default: 1)")
-    sv.add_argument("--threshold", type=float, default=0.5, help="default abstain threshold (default: 0.5)")
+    sv.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help=f"default abstain threshold (default: {DEFAULT_THRESHOLD})")
     sv.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body in MiB (default: 10)")
     sv.add_argument("--max-pixels", type=int, default=None,
                     help="largest image in pixels, checked before decoding (default: 40000000)")

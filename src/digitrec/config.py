@@ -57,6 +57,9 @@ class TrainConfig:
     gamma: float = _opt(0.1, "step and plateau schedules: factor applied to the rate at each decay")
     plateau_patience: int = _opt(1, "plateau schedule: epochs without validation improvement before a decay")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss (0 = off)")
+    negatives: float = _opt(0.0, "add this fraction of each batch as images of two touching digits, trained toward "
+                            "no class (0 = off); teaches a reader's classifier to refuse a piece that is not one digit")
+    negatives_weight: float = _opt(0.5, "weight of the loss on those images (cross-entropy to the uniform distribution)")
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
     accumulate: int = _opt(1, "accumulate gradients over N batches per optimizer step")
     amp: str = _opt("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16 (CUDA only)")
@@ -90,6 +93,8 @@ class TrainConfig:
         _check("momentum", 0 <= self.momentum < 1, "a number in [0, 1)")
         _check("gamma", 0 < self.gamma <= 1, "a number in (0, 1]")
         _check("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)")
+        _check("negatives", 0 <= self.negatives <= 1, "a fraction of the batch in [0, 1]")
+        _check("negatives_weight", self.negatives_weight >= 0, "a number >= 0")
         _check("ema", self.ema == 0 or 0 < self.ema < 1, "0 (off) or a decay in (0, 1), e.g. 0.999")
         _check("warmup_epochs", self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "shorter than epochs")
         dev = self.device

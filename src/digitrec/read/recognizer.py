@@ -16,9 +16,9 @@ import torch
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
 from digitrec.read.normalize import preprocess, to_mnist
-from digitrec.read.segment import Piece, bounding_box, segment_pieces
+from digitrec.read import DEFAULT_THRESHOLD
+from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces
 
-DEFAULT_THRESHOLD = 0.5
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
 
 
@@ -86,9 +86,11 @@ class Recognizer:
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
         threshold = self.threshold if threshold is None else threshold
-        pieces = self._pieces(image, single=single, name=name)
+        pieces, inked = self._pieces(image, single=single, name=name)
         if not pieces:
-            return ReadResult("", 0.0, [], reason="blank: no ink found")
+            reason = (f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high" if inked
+                      else "blank: no ink found")
+            return ReadResult("", 0.0, [], reason=reason)
         crops = np.stack([p.crop for p in pieces])
         probs = self._probs(pieces, crops)
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
@@ -99,20 +101,21 @@ class Recognizer:
 
     def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
         """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
-        pieces = self._pieces(image, single=single, name=name)
+        pieces, _ = self._pieces(image, single=single, name=name)
         if not pieces:
             return [], np.zeros((0, 28, 28), np.float32)
         return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
 
-    def _pieces(self, image: Any, *, single: bool, name: str | None) -> list[Piece]:
-        """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed)."""
+    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], bool]:
+        """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed),
+        and whether the image held any ink at all."""
         ink, mask = preprocess(image, name=name)
         if not mask.any():
-            return []
+            return [], False
         if single:
             box = bounding_box(ink, mask)  # in input pixels, whatever the working size
-            return [Piece(box, to_mnist(ink, box.as_list()), None)]
-        return segment_pieces(ink, mask, score=self._score_crops)
+            return [Piece(box, to_mnist(ink, box.as_list()), None)], True
+        return segment_pieces(ink, mask, score=self._score_crops), True
 
     def _probs(self, pieces: list[Piece], crops: np.ndarray) -> np.ndarray:
         """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError
-from digitrec.read.normalize import EIGHT, Ink, box_to_input, crop_to_mnist
+from digitrec.read.normalize import EIGHT, Ink, box_to_input, crop_to_mnist, scale_of
 
 Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities [N, 10]
 
@@ -35,6 +35,7 @@ GAP_COST = 8.0  # ...plus this per line height of gap...
 TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
 MAX_JOIN = 1.2  # joins costlier than this are not even considered (a clear gap: two digits)
 HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
+MIN_HEIGHT_PX = 8  # no legible digit is shorter than this many input pixels: smaller groups are specks of noise
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None
     groups = _components(labels, n)
     line_h = _line_height(groups)
     groups = _drop_small(_merge(groups, line_h), line_h)
+    groups = [g for g in groups if g.h * scale_of(ink)[0] >= MIN_HEIGHT_PX]
+    if not groups:
+        return []
     values = np.asarray(ink, np.float32)
     atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h)]
     edges = _edges(atoms, line_h, score is not None)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError
+from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.image import MAX_PIXELS
 from digitrec.serve.limits import ApiError, GuardMiddleware, MetricsMiddleware, check_pixels
 from digitrec.serve.metrics import Metrics
@@ -45,7 +46,7 @@ class ServeSettings:
 
     model: str = "default"
     backend: str = "onnx"
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     max_body_bytes: int = 10 * 1024 * 1024
     max_pixels: int = MAX_PIXELS  # the reading pipeline's own decompression-bomb cap; lower it, not higher
     max_batch: int = 64

@@ -30,6 +30,7 @@ from digitrec.config import TrainConfig, save_yaml
 from digitrec.data.augment import Augment
 from digitrec.data.fetch import MNIST_FILES
 from digitrec.data.mnist import Split, load_splits
+from digitrec.data.negatives import touching_pairs, uniform_loss
 from digitrec.errors import DigitrecError
 from digitrec.models import create_model, num_params
 from digitrec.models.inference import batched_logits
@@ -226,16 +227,24 @@ def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, e
     t0 = time.perf_counter()
     for b in range(steps):
         idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size][world.rank :: world.size]
-        x = augment(data.images[idx].unsqueeze(1).float().div_(255), gen)
+        x = data.images[idx].unsqueeze(1).float().div_(255)
+        y = data.labels[idx]
+        if cfg.negatives:  # augmented with the digits, so only their content tells them apart
+            x = torch.cat([x, touching_pairs(x, round(cfg.negatives * len(idx)), gen)])
+        x = augment(x, gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = data.labels[idx]
         stepping = (b + 1) % cfg.accumulate == 0
         # DDP all-reduces gradients on every backward unless told to wait for the last micro-batch.
         sync = nullcontext() if stepping or not world.distributed else net.no_sync()
         with sync, torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
             logits = fwd(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if len(x) > len(y):
+                loss = cfg.negatives_weight * uniform_loss(logits[len(y):])
+                logits = logits[: len(y)]
+            else:
+                loss = 0.0
+            loss = loss + F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             scaler.scale(loss / cfg.accumulate).backward()
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
