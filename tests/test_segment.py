@@ -187,7 +187,12 @@ def test_the_reader_says_when_it_found_only_specks(served_model) -> None:
     from digitrec import Recognizer
 
     rec = Recognizer.load(served_model)
-    specks = rec.read(_page([("bar", 40 + 60 * i, 90, 4, 5) for i in range(8)]))
-    assert specks.digits == "" and "specks" in specks.reason
+    page = _page([("bar", 40 + 60 * i, 90, 4, 5) for i in range(8)])
+    for single in (False, True):
+        specks = rec.read(page, single=single)
+        assert specks.digits == "" and "specks" in specks.reason
+    dot = rec.read(_page([("bar", 140, 90, 6, 6)], size=(280, 280)), single=True)  # a tap on a drawing canvas
+    assert dot.digits == "" and "specks" in dot.reason
+    assert rec.read(_page([("bar", 100, 60, 6, 40)], size=(280, 280)), single=True).items  # a drawn 1 is read
     blank = rec.read(_page([]))
     assert blank.digits == "" and blank.reason.startswith("blank")

@@ -17,7 +17,7 @@ from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
-from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces
+from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, tallest_px
 
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
 
@@ -113,6 +113,8 @@ class Recognizer:
         if not mask.any():
             return [], False
         if single:
+            if tallest_px(ink, mask) < MIN_HEIGHT_PX:
+                return [], True
             box = bounding_box(ink, mask)  # in input pixels, whatever the working size
             return [Piece(box, to_mnist(ink, box.as_list()), None)], True
         return segment_pieces(ink, mask, score=self._score_crops), True

@@ -212,6 +212,19 @@ def _best_from(edges: dict[tuple[int, int], float], n: int) -> list[float]:
     return best
 
 
+def tallest_px(ink: np.ndarray, mask: np.ndarray) -> float:
+    """The height in input pixels of the tallest connected piece of ink: under MIN_HEIGHT_PX, all is specks."""
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
+        return 0.0
+    sy = scale_of(ink)[0]
+    if (rows[-1] + 1 - rows[0]) * sy < MIN_HEIGHT_PX:
+        return float(rows[-1] + 1 - rows[0]) * sy  # all of the ink is short: no need to label it
+    cols = np.flatnonzero(mask.any(0))
+    labels, _ = ndimage.label(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], EIGHT)
+    return max(sl[0].stop - sl[0].start for sl in ndimage.find_objects(labels)) * sy
+
+
 def bounding_box(ink: np.ndarray, mask: np.ndarray) -> Box | None:
     """The box around all of the mask in input-image pixels (reading a single digit), None when it is empty."""
     rows = np.flatnonzero(mask.any(1))
