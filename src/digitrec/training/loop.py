@@ -238,13 +238,11 @@ def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, e
         # DDP all-reduces gradients on every backward unless told to wait for the last micro-batch.
         sync = nullcontext() if stepping or not world.distributed else net.no_sync()
         with sync, torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-            logits = fwd(x)
-            if len(x) > len(y):
-                loss = cfg.negatives_weight * uniform_loss(logits[len(y):])
-                logits = logits[: len(y)]
-            else:
-                loss = 0.0
-            loss = loss + F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            out = fwd(x)
+            logits = out[: len(y)]  # the digits; any rows after them are the negatives
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if len(out) > len(y):
+                loss = loss + cfg.negatives_weight * uniform_loss(out[len(y):])
             scaler.scale(loss / cfg.accumulate).backward()
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
