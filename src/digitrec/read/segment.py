@@ -107,8 +107,7 @@ def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None
         return []
     groups = _components(labels, n)
     line_h = _line_height(groups)
-    groups = _drop_small(_merge(groups, line_h), line_h)
-    groups = [g for g in groups if g.h * scale_of(ink)[0] >= MIN_HEIGHT_PX]
+    groups = _drop_small(_merge(groups, line_h), line_h, MIN_HEIGHT_PX / scale_of(ink)[0])
     if not groups:
         return []
     values = np.asarray(ink, np.float32)
@@ -274,13 +273,14 @@ def _stacked(a: _Group, b: _Group, line_h: float) -> bool:
     return not both_tall and v_gap <= 0.4 * line_h and overlap >= 0.5 * min(a.w, b.w)
 
 
-def _drop_small(groups: list[_Group], line_h: float) -> list[_Group]:
-    """Drop specks (much smaller than the median group) and dashes or dots (much shorter than the line)."""
-    if len(groups) <= 1:
-        return groups
-    median_area = float(np.median([g.area for g in groups]))
-    return [g for g in groups
-            if g.h >= SHORT * line_h and not (g.area < SPECK * median_area and g.h < 0.5 * line_h)]
+def _drop_small(groups: list[_Group], line_h: float, min_h: float) -> list[_Group]:
+    """Drop specks (much smaller than the median group), dashes or dots (much shorter than the line), and
+    anything shorter than `min_h`, the height under which nothing is legible (noise, however many specks)."""
+    if len(groups) > 1:
+        median_area = float(np.median([g.area for g in groups]))
+        groups = [g for g in groups
+                  if g.h >= SHORT * line_h and not (g.area < SPECK * median_area and g.h < 0.5 * line_h)]
+    return [g for g in groups if g.h >= min_h]
 
 
 @dataclass
