@@ -1,8 +1,8 @@
 """How well and how fast `Recognizer.read` reads the sets of benchmarks/read_sets.py, against the issue's targets.
 
 Run: python benchmarks/read_sets.py, then
-     python benchmarks/read_quality.py [--sets DIR] [--model default] [--threshold T] [--json OUT]
-                                       [--only scan lines ...] [--limit N] [--threads 1] [--runs 5]
+     python benchmarks/read_quality.py [--sets DIR] [--model default] [--lines default|none|PATH] [--threshold T]
+                                       [--json OUT] [--only scan lines ...] [--limit N] [--threads 1] [--runs 5]
 Prints a quality table, the commonest confusions per set and a latency table (p50/p99 per run, median over runs);
 writes JSON (default benchmarks/results/read_quality.json).
 """
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise DigitrecError(f"--sets {args.sets}: no such folder; "
                             f"run `python benchmarks/read_sets.py --out {args.sets}` first")
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, threshold=args.threshold)
+    rec = Recognizer.load(args.model, threshold=args.threshold, lines=None if args.lines == "none" else args.lines)
     results = {}
     for name in args.only:
         folder = args.sets / name
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print_quality(results)
     print_latency(lat, args.threads)
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.model),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.model), "lines": args.lines,
         "threshold": args.threshold, "sets_dir": str(args.sets), "limit": args.limit,
         "env": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
                 "cpu_count": os.cpu_count(), "threads": args.threads},
@@ -260,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=Path, default=SETS_DIR, help=f"folder of the sets (default {SETS_DIR})")
     parser.add_argument("--model", default="default", help="'default', 'default-ensemble' or a checkpoint path")
+    parser.add_argument("--lines", default="default",
+                        help="line reader: 'default' (shipped), a `digitrec train-lines` checkpoint, or 'none'")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"abstain below this confidence (default: the reader's own, {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")

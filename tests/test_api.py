@@ -36,16 +36,21 @@ def _line_of(images: np.ndarray, gap: int = 12) -> np.ndarray:
 def test_a_line_is_classified_once_and_the_probabilities_are_reused(mnist_dir):
     test = load_mnist(mnist_dir, log=lambda _: None)["test"]
     images, labels = test.images[:6].numpy(), test.labels[:6].numpy()
-    rec = digitrec.Recognizer.load()
-    calls = []
-    backend = rec.backend
-    rec.backend = lambda batch: calls.append(len(batch)) or backend(batch)
-    result = rec.read(_line_of(images))
-    assert result.digits == "".join(str(d) for d in labels)
-    assert calls == [6]  # six well-separated digits: one batch, no second pass over the final crops
-    rec.backend = backend
-    probs = np.array([item.probs for item in result.items])
-    np.testing.assert_allclose(probs, rec.classify(result.crops), atol=1e-5)
+    for lines in (None, "default"):
+        rec = digitrec.Recognizer.load(lines=lines)
+        calls = []
+        backend = rec.backend
+        rec.backend = lambda batch: calls.append(len(batch)) or backend(batch)
+        result = rec.read(_line_of(images))
+        assert result.digits == "".join(str(d) for d in labels)
+        assert calls == [6]  # six well-separated digits: one batch, no second pass over the final crops
+        rec.backend = backend
+        probs = np.array([item.probs for item in result.items])
+        if lines is None:
+            np.testing.assert_allclose(probs, rec.classify(result.crops), atol=1e-5)
+        else:  # the classifier's and the line reader's probabilities, averaged
+            np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+            assert not np.allclose(probs, rec.classify(result.crops), atol=1e-3)
 
 
 def test_the_default_model_runs_its_shipped_onnx_export_and_agrees_with_eager(mnist_dir):

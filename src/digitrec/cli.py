@@ -191,6 +191,23 @@ def _add_flag(group, flag: str, dest: str, f: dataclasses.Field, help: str) -> N
 
 
 # ---- eval ------------------------------------------------------------------------------------
+def cmd_train_lines(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from digitrec.data.mnist import load_splits
+    from digitrec.training.lines import train_lines
+
+    if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
+        raise DigitrecError("--steps, --batch-size and --lr must be positive")
+    splits = load_splits(args.data_dir or None, log=_out)
+    figures = train_lines(splits["train"], splits["val"], Path(args.out), steps=args.steps,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, log=_out,
+                          init=Path(args.init) if args.init else None)
+    _out(f"line reader saved to {Path(args.out) / 'lines.pt'}: {figures['val_line_accuracy']:.2%} of "
+         "validation lines read exactly")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from digitrec.evaluation import evaluate_checkpoint
 
@@ -243,7 +260,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from digitrec.read.recognizer import Recognizer
 
-    recognizer = Recognizer.load(args.model, threshold=args.threshold)
+    recognizer = Recognizer.load(args.model, threshold=args.threshold, lines=None if args.lines == "none" else args.lines)
     failed = 0
     for path in expand_inputs(args.paths):
         try:
@@ -358,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tr)
     tr.set_defaults(func=cmd_train)
 
+    tl = sub.add_parser("train-lines", help="train the line reader that counts the digits of a line (CTC)")
+    tl.add_argument("--steps", type=int, default=3500, help="batches to train on (default: 3500)")
+    tl.add_argument("--batch-size", type=int, default=64, help="lines per batch (default: 64)")
+    tl.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    tl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    tl.add_argument("--out", default="runs/lines", help="folder for lines.pt (default: runs/lines)")
+    tl.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this line reader's weights")
+    tl.add_argument("--data-dir", default="", help="folder with the MNIST files")
+    tl.set_defaults(func=cmd_train_lines)
+
     ev = sub.add_parser("eval", help="evaluate a checkpoint; writes metrics.json and PNGs beside it")
     ev.add_argument("checkpoint", nargs="?", help="a .pt checkpoint written by `digitrec train`")
     ev.add_argument("--model", default=None,
@@ -377,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default, default-ensemble, or a checkpoint path (default: default)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
     pr.add_argument("--single", action="store_true", help="treat each image as exactly one digit")
+    pr.add_argument("--lines", default="default", metavar="default|none|PATH",
+                    help="the line reader that counts and co-reads a line's digits: the shipped one (default), "
+                         "a `digitrec train-lines` checkpoint, or none (segmentation and classifier alone)")
     pr.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help=f"abstain (empty digits, with a reason) below this confidence (default: {DEFAULT_THRESHOLD})")
     pr.add_argument("--explain", action="store_true",

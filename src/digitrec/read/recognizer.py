@@ -15,6 +15,7 @@ import torch
 
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
+from digitrec.read.lines import LineReader
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, tallest_px
@@ -53,19 +54,24 @@ class ReadResult:
 class Recognizer:
     """Reads handwritten digits with a model behind a backend; see `Recognizer.load`."""
 
-    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD, lines: LineReader | None = None) -> None:
         if not 0 <= threshold <= 1:
             raise DigitrecError(f"threshold {threshold} must be in [0, 1]")
         self.backend = backend
         self.threshold = threshold
+        self.lines = lines
 
     @classmethod
     def load(
-        cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD, backend: str | None = None
+        cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD, backend: str | None = None,
+        lines: str | Path | None = "default",
     ) -> Recognizer:
         """The shipped model ('default', 'default-ensemble'), a checkpoint, or an exported file (.onnx, .pt2,
-        .torchscript); the file type picks the backend unless `backend` names one."""
-        return cls(load_backend(model, backend), threshold)
+        .torchscript); the file type picks the backend unless `backend` names one. `lines` is the line reader
+        that counts the digits of a line for segmentation: the shipped one, a `digitrec train-lines`
+        checkpoint, or None for segmentation alone."""
+        reader = None if lines is None else LineReader.load(None if str(lines) == "default" else lines)
+        return cls(load_backend(model, backend), threshold, reader)
 
     @property
     def card(self) -> dict:
@@ -86,13 +92,15 @@ class Recognizer:
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
         threshold = self.threshold if threshold is None else threshold
-        pieces, inked = self._pieces(image, single=single, name=name)
+        pieces, inked, heard = self._pieces(image, single=single, name=name)
         if not pieces:
             reason = (f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high" if inked
                       else "blank: no ink found")
             return ReadResult("", 0.0, [], reason=reason)
         crops = np.stack([p.crop for p in pieces])
         probs = self._probs(pieces, crops)
+        if heard is not None and len(heard) == len(pieces):
+            probs = (probs + heard) / 2  # two readers of the same digits: the line reader and the classifier
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
         result = _decide(items, threshold)
@@ -101,23 +109,32 @@ class Recognizer:
 
     def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
         """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
-        pieces, _ = self._pieces(image, single=single, name=name)
+        pieces, _, _ = self._pieces(image, single=single, name=name)
         if not pieces:
             return [], np.zeros((0, 28, 28), np.float32)
         return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
 
-    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], bool]:
+    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], bool, np.ndarray | None]:
         """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed),
-        and whether the image held any ink at all."""
+        whether the image held any ink at all, and what the line reader read there (probabilities [N, 10])."""
         ink, mask = preprocess(image, name=name)
         if not mask.any():
-            return [], False
+            return [], False, None
         if single:
             if tallest_px(ink, mask) < MIN_HEIGHT_PX:
-                return [], True
+                return [], True, None
             box = bounding_box(ink, mask)  # in input pixels, whatever the working size
-            return [Piece(box, to_mnist(ink, box.as_list()), None)], True
-        return segment_pieces(ink, mask, score=self._score_crops), True
+            return [Piece(box, to_mnist(ink, box.as_list()), None)], True, None
+        if self.lines is None:
+            return segment_pieces(ink, mask, score=self._score_crops), True, None
+        heard: list[np.ndarray] = []
+
+        def count(line: np.ndarray) -> int | None:
+            heard.append(self.lines.read(line))
+            return len(heard[0]) or None
+
+        pieces = segment_pieces(ink, mask, score=self._score_crops, count=count)
+        return pieces, True, heard[0] if heard else None
 
     def _probs(self, pieces: list[Piece], crops: np.ndarray) -> np.ndarray:
         """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""

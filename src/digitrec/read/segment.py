@@ -18,6 +18,7 @@ from digitrec.errors import DigitrecError
 from digitrec.read.normalize import EIGHT, Ink, box_to_input, crop_to_mnist, scale_of
 
 Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities [N, 10]
+Count = Callable[[np.ndarray], int | None]  # the ink of a line's digits -> how many digits it holds (None: unsure)
 
 TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
@@ -91,7 +92,9 @@ def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> li
     return [piece.box for piece in segment_pieces(ink, mask, score)]
 
 
-def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> list[Piece]:
+def segment_pieces(
+    ink: np.ndarray, mask: np.ndarray, score: Score | None = None, count: Count | None = None
+) -> list[Piece]:
     """The digits of one line, left to right, with their 28x28 crops and (given `score`) probabilities.
 
     Components become groups (stacked pieces merged, specks and dashes dropped); wide groups are cut into
@@ -99,7 +102,8 @@ def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None
     (classifier log-probability + shape prior - cost of the cut or of the gap it bridges) and the best
     left-to-right path wins, so broken digits are joined and touching ones split by the same rule. The
     classifier sees each candidate once, in at most two batches, and only where it can change the answer;
-    without `score`, gaps are never bridged."""
+    without `score`, gaps are never bridged. Given `count` (and `score`), the best path with as many digits
+    as `count` says the line holds wins, when there is one."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -114,7 +118,13 @@ def segment_pieces(ink: np.ndarray, mask: np.ndarray, score: Score | None = None
     atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h)]
     edges = _edges(atoms, line_h, score is not None)
     rater = _Rater(atoms, values, score)
-    path = _best_path(edges, len(atoms) + 1) if score is None else _rated_path(edges, atoms, rater)
+    digits = count(_digits_ink(groups, values, labels)) if count is not None and score is not None else None
+    if score is None:
+        path = _best_path(edges, len(atoms) + 1)
+    elif digits is None:
+        path = _rated_path(edges, atoms, rater)
+    else:
+        path = _counted_path(edges, atoms, rater, digits)
     spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
     pieces = [Piece(Box(*box_to_input(ink, *rater.box(e))), rater.crop(e), rater.probs.get(e)) for e in spans]
     if isinstance(ink, Ink):
@@ -173,6 +183,50 @@ def _rated_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater: 
     rated = {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
     rater.rate(_promising(edges, rated, n))
     return _best_path({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, n)
+
+
+def _counted_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater: _Rater, digits: int) -> list[int]:
+    """The best path of exactly `digits` edges, rating as few edges as _rated_path does: the whole groups
+    first, then the edges through which a path of that length could beat the best rated one. The best
+    path of any length when no path has that many edges."""
+    n = len(atoms) + 1
+    rater.rate(_wholes(edges, atoms))
+    rated = {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
+    optimistic = {e: rated.get(e, v) for e, v in edges.items()}
+    ahead, _ = _counted_to(optimistic, n, digits)
+    behind, _ = _counted_to({(n - 1 - j, n - 1 - i): v for (i, j), v in optimistic.items()}, n, digits)
+    if not np.isfinite(ahead[n - 1, digits]):
+        return _rated_path(edges, atoms, rater)
+    floor = _counted_to(rated, n, digits)[0][n - 1, digits]
+    rater.rate([e for e, v in sorted(edges.items()) if e not in rated and
+                (ahead[e[0], :digits] + v + behind[n - 1 - e[1], digits - 1::-1]).max() > floor + 1e-9])
+    best, back = _counted_to({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, n, digits)
+    path, k = [n - 1], digits
+    while path[-1] != 0:
+        path.append(int(back[path[-1], k]))
+        k -= 1
+    return path[::-1]
+
+
+def _counted_to(edges: dict[tuple[int, int], float], n: int, digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """best[j, k]: the value of the best path from node 0 to node j through k edges (k <= digits; -inf where
+    there is none), and back[j, k], the node before j on it."""
+    best = np.full((n, digits + 1), -np.inf)
+    back = np.zeros((n, digits + 1), np.int64)
+    best[0, 0] = 0.0
+    for (i, j), v in sorted(edges.items(), key=lambda kv: kv[0][1]):
+        cand = best[i, :-1] + v
+        better = cand > best[j, 1:]
+        best[j, 1:][better], back[j, 1:][better] = cand[better], i
+    return best, back
+
+
+def _digits_ink(groups: list[_Group], ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The ink of the line's digit groups alone (specks and rules left out), cut to their joint box."""
+    x0, x1 = min(g.x0 for g in groups), max(g.x1 for g in groups)
+    y0, y1 = min(g.y0 for g in groups), max(g.y1 for g in groups)
+    keep = np.isin(labels[y0:y1, x0:x1], [label for g in groups for label in g.labels])
+    return np.where(keep, ink[y0:y1, x0:x1], 0.0).astype(np.float32)
 
 
 def _wholes(edges: dict[tuple[int, int], float], atoms: list[_Atom]) -> list[tuple[int, int]]:

@@ -1,0 +1,168 @@
+"""The line reader: synthetic lines, CTC decoding, a short training run, and how it steers segmentation."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from digitrec.data.lines import LINE_H, LineStyle, glyphs, make_lines, to_line_height
+from digitrec.data.mnist import Split
+from digitrec.errors import DigitrecError
+from digitrec.models.linenet import STRIDE, LineNet, greedy_decode
+from digitrec.read import segment as seg
+from digitrec.read.lines import LineReader
+from digitrec.training.checkpoint import save_checkpoint
+from digitrec.training.lines import ctc_loss, line_accuracy, train_lines
+
+
+def _blocks(n: int = 40, seed: int = 0) -> Split:
+    """MNIST-shaped digits that are easy to tell apart: digit d is a bar d + 1 pixels wide, 20 high."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    for i, d in enumerate(labels.tolist()):
+        images[i, 4:24, 10:11 + d] = 255
+    return Split(images, labels.to(torch.uint8))
+
+
+def test_glyphs_are_cut_to_their_ink() -> None:
+    pool, labels = glyphs(_blocks(5))
+    for g, d in zip(pool, labels.tolist()):
+        assert g.shape == (20, d + 1) and float(g.min()) == 1.0
+
+
+def test_make_lines_shapes_targets_and_determinism() -> None:
+    pool, labels = glyphs(_blocks())
+    style = LineStyle(min_digits=2, max_digits=5)
+    x, widths, targets, lengths = make_lines(pool, labels, 8, torch.Generator().manual_seed(3), style)
+    assert x.shape[:3] == (8, 1, LINE_H) and x.shape[3] == int(widths.max())
+    assert ((2 <= lengths) & (lengths <= 5)).all() and int(lengths.sum()) == targets.numel()
+    assert ((1 <= targets) & (targets <= 10)).all()  # class 0 is CTC's blank
+    assert float(x.max()) <= 1.0 and float(x.min()) >= 0.0
+    for i, w in enumerate(widths.tolist()):
+        assert float(x[i, 0, :, w:].abs().sum()) == 0.0  # padding only right of each line
+        assert float(x[i, 0, :, :w].amax()) == pytest.approx(1.0)
+    again = make_lines(pool, labels, 8, torch.Generator().manual_seed(3), style)
+    assert all(torch.equal(a, b) for a, b in zip((x, widths, targets, lengths), again))
+
+
+def test_to_line_height_cuts_to_ink_and_scales() -> None:
+    ink = torch.zeros(100, 300)
+    ink[20:80, 50:200] = 0.5
+    out = to_line_height(ink)
+    assert out.shape == (LINE_H, round(150 * LINE_H / 60)) and float(out.max()) == pytest.approx(1.0)
+    assert to_line_height(torch.zeros(10, 10)).abs().sum() == 0
+
+
+def _logp(columns: list[int], classes: int = 11) -> torch.Tensor:
+    """Log-probabilities [1, 11, T] that put all the mass on the given class at each column."""
+    out = torch.full((1, classes, len(columns)), -20.0)
+    out[0, columns, torch.arange(len(columns))] = 0.0
+    return out
+
+
+def test_greedy_decode_collapses_repeats_and_blanks() -> None:
+    # blank=0, digit d = class d + 1: "3 3 _ 3 _ _ 8 8" -> 3 (cols 0-1), 3 (col 3), 8 (cols 6-7)
+    cols = [4, 4, 0, 4, 0, 0, 9, 9]
+    assert greedy_decode(_logp(cols)) == [[(3, 0, 1), (3, 3, 3), (8, 6, 7)]]
+    assert greedy_decode(_logp(cols), torch.tensor([4])) == [[(3, 0, 1), (3, 3, 3)]]
+    assert greedy_decode(_logp([0, 0, 0])) == [[]]
+
+
+def test_linenet_shape_and_stride() -> None:
+    out = LineNet()(torch.rand(2, 1, LINE_H, 64))
+    assert out.shape == (2, 11, 64 // STRIDE)
+    assert torch.allclose(out.exp().sum(1), torch.ones(2, 64 // STRIDE), atol=1e-5)
+
+
+def test_short_training_reads_easy_lines(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    style = LineStyle(min_digits=1, max_digits=3, touch_p=0.0, slant=0.0, thicken_p=0.0, thin_p=0.0, lowres_p=0.0)
+    logged: list[str] = []
+    figures = train_lines(_blocks(200), _blocks(50, seed=1), tmp_path, steps=160, batch_size=16, lr=1e-2,
+                          style=style, every=80, val_style=style, log=logged.append)
+    first = ast.literal_eval(logged[0])
+    assert first["step"] == 80 and figures["step"] == 160
+    assert figures["loss"] < 0.6 * first["loss"] and figures["val_line_accuracy"] > 0.5
+    ckpt = torch.load(tmp_path / "lines.pt", weights_only=True)
+    assert ckpt["linenet"]["figures"] == figures
+    reader = LineReader.load(tmp_path / "lines.pt")
+    pool, labels = glyphs(_blocks(50, seed=1))
+    batches = [make_lines(pool, labels, 32, torch.Generator().manual_seed(9), style)]
+    assert line_accuracy(reader.model, batches) > 0.5
+
+
+def test_ctc_loss_is_low_for_the_right_reading() -> None:
+    right = _logp([4, 0, 9, 0]).log_softmax(1)
+    wrong = _logp([5, 0, 9, 0]).log_softmax(1)
+    args = (torch.tensor([16]), torch.tensor([4, 9]), torch.tensor([2]))
+    assert float(ctc_loss(right, *args)) < 1e-3 < 5 < float(ctc_loss(wrong, *args))
+
+
+def test_line_reader_rejects_other_checkpoints(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": {}}, tmp_path / "classifier.pt")
+    with pytest.raises(DigitrecError, match="not a LineNet checkpoint"):
+        LineReader.load(path)
+
+
+class _Rated:
+    """A stand-in rater that records what it was asked to rate; the classifier adds nothing (gain 0)."""
+
+    def __init__(self) -> None:
+        self.probs: dict = {}
+
+    def rate(self, spans: list) -> None:
+        self.probs.update((e, np.ones(10)) for e in spans)
+
+    def gain(self, e: tuple[int, int]) -> float:
+        return 0.0
+
+
+def test_counted_path_takes_the_best_path_with_that_many_digits() -> None:
+    # Atoms 0 and 1 are one group cut in two, atom 2 another group: nodes 0..3.
+    first, second = object(), object()
+    atoms = [SimpleNamespace(group=first, cut=0.3), SimpleNamespace(group=first, cut=None),
+             SimpleNamespace(group=second, cut=None)]
+    edges = {(0, 2): -0.1, (0, 1): -0.3, (1, 2): -0.3, (2, 3): 0.0}
+    rater = _Rated()
+    assert seg._counted_path(edges, atoms, rater, 2) == [0, 2, 3]
+    assert set(rater.probs) == {(0, 2), (2, 3)}  # the cut pieces could not beat the whole groups: never rated
+    assert seg._counted_path(edges, atoms, _Rated(), 3) == [0, 1, 2, 3]
+    assert seg._counted_path(edges, atoms, _Rated(), 5) == [0, 2, 3]  # no path that long: the best of any length
+
+
+def test_count_cuts_a_piece_segmentation_keeps_whole() -> None:
+    # A solid block a little wider than high: cutting it costs a full column of ink, so segmentation alone
+    # keeps it whole; told the line holds two digits, it cuts it in two, left to right.
+    ink = np.zeros((40, 50), np.float32)
+    ink[5:35, 5:39] = 1.0
+    mask = ink > 0
+
+    def score(crops: list[np.ndarray]) -> np.ndarray:
+        return np.tile(np.eye(10)[8] * 0.9 + 0.01, (len(crops), 1))
+
+    assert len(seg.segment_pieces(ink, mask, score)) == 1
+    seen = []
+    pieces = seg.segment_pieces(ink, mask, score, count=lambda line: seen.append(line.shape) or 2)
+    assert len(pieces) == 2 and seen == [(30, 34)]
+    left, right = (p.box for p in pieces)
+    assert left.x == 5 and left.x + left.w <= right.x + 1 and right.x + right.w == 39
+    assert len(seg.segment_pieces(ink, mask, score, count=lambda _l: None)) == 1
+
+
+@pytest.mark.parametrize("name, truth, merged", [("touching_233.jpg", "233", "23"), ("touching_616.jpg", "616", "66")])
+def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, merged: str) -> None:
+    # Lines of the development set (benchmarks/read_sets.py --seed 12345, MNIST test digits) where two digits
+    # touch: the classifier alone takes the pair for one digit; the line reader's count splits it.
+    from digitrec.read.recognizer import Recognizer
+
+    image = Path(__file__).parent / "data" / "read" / name
+    assert Recognizer.load(lines=None).read(image).digits == merged
+    result = Recognizer.load().read(image)
+    assert result.digits == truth and len(result.items) == len(truth)
+    boxes = [item.box for item in result.items]
+    assert all(a[0] < b[0] for a, b in zip(boxes, boxes[1:]))  # left to right
