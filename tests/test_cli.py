@@ -114,12 +114,14 @@ def test_resuming_another_models_checkpoint_is_one_clear_error(cli_run, tmp_path
 def test_train_lines_writes_a_line_reader_predict_can_use(tmp_path, mnist_dir):
     proc = digitrec("train-lines", "--steps", 3, "--batch-size", 4, "--out", tmp_path, "--data-dir", mnist_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "line reader saved to" in proc.stdout and (tmp_path / "lines.pt").is_file()
+    assert "line reader saved to" in proc.stdout
+    assert (tmp_path / "lines.pt").is_file() and (tmp_path / "lines.onnx").is_file()
     line = tmp_path / "line.png"
     shutil.copy(os.path.join(os.path.dirname(__file__), "data", "read", "touching_233.jpg"), line)
-    proc = digitrec("predict", line, "--lines", tmp_path / "lines.pt", "--json", "--threshold", 0)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["digits"].isdigit()
+    for reader in ("lines.pt", "lines.onnx"):
+        proc = digitrec("predict", line, "--lines", tmp_path / reader, "--json", "--threshold", 0)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["digits"].isdigit()
 
 
 def test_bad_train_lines_values_and_foreign_line_readers_are_one_clear_error(tmp_path, cli_run):

@@ -14,7 +14,7 @@ from digitrec.data.mnist import Split
 from digitrec.errors import DigitrecError
 from digitrec.models.linenet import STRIDE, LineNet, greedy_decode
 from digitrec.read import segment as seg
-from digitrec.read.lines import LineReader
+from digitrec.read.lines import LineReader, export_onnx, load_model
 from digitrec.training.checkpoint import save_checkpoint
 from digitrec.training.lines import ctc_loss, line_accuracy, train_lines
 
@@ -90,10 +90,9 @@ def test_short_training_reads_easy_lines(tmp_path: Path) -> None:
     assert figures["loss"] < 0.6 * first["loss"] and figures["val_line_accuracy"] > 0.5
     ckpt = torch.load(tmp_path / "lines.pt", weights_only=True)
     assert ckpt["linenet"]["figures"] == figures
-    reader = LineReader.load(tmp_path / "lines.pt")
     pool, labels = glyphs(_blocks(50, seed=1))
     batches = [make_lines(pool, labels, 32, torch.Generator().manual_seed(9), style)]
-    assert line_accuracy(reader.model, batches) > 0.5
+    assert line_accuracy(load_model(tmp_path / "lines.pt"), batches) > 0.5
 
 
 def test_ctc_loss_is_low_for_the_right_reading() -> None:
@@ -101,6 +100,20 @@ def test_ctc_loss_is_low_for_the_right_reading() -> None:
     wrong = _logp([5, 0, 9, 0]).log_softmax(1)
     args = (torch.tensor([16]), torch.tensor([4, 9]), torch.tensor([2]))
     assert float(ctc_loss(right, *args)) < 1e-3 < 5 < float(ctc_loss(wrong, *args))
+
+
+def test_onnx_export_reads_as_pytorch_does(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LineNet()
+    ckpt = save_checkpoint({"model": model.state_dict(), "linenet": {"args": model.args}}, tmp_path / "lines.pt")
+    onnx = export_onnx(ckpt, tmp_path / "lines.onnx")
+    eager, exported = LineReader.load(ckpt), LineReader.load(onnx)
+    assert exported.source.endswith("lines.onnx")
+    gen = np.random.default_rng(0)
+    for width in (40, 333):
+        ink = (gen.random((50, width)) > 0.6).astype(np.float32)
+        np.testing.assert_allclose(exported.read(ink), eager.read(ink), atol=1e-4)
+    assert LineReader.load().source.endswith("lines.onnx")  # the shipped reader runs its export
 
 
 def test_line_reader_rejects_other_checkpoints(tmp_path: Path) -> None:

@@ -195,6 +195,7 @@ def cmd_train_lines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from digitrec.data.mnist import load_splits
+    from digitrec.read.lines import export_onnx
     from digitrec.training.lines import train_lines
 
     if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
@@ -203,7 +204,8 @@ def cmd_train_lines(args: argparse.Namespace) -> int:
     figures = train_lines(splits["train"], splits["val"], Path(args.out), steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, log=_out,
                           init=Path(args.init) if args.init else None)
-    _out(f"line reader saved to {Path(args.out) / 'lines.pt'}: {figures['val_line_accuracy']:.2%} of "
+    onnx = export_onnx(Path(args.out) / "lines.pt", Path(args.out) / "lines.onnx")
+    _out(f"line reader saved to {Path(args.out) / 'lines.pt'} and {onnx}: {figures['val_line_accuracy']:.2%} of "
          "validation lines read exactly")
     return 0
 
@@ -380,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--batch-size", type=int, default=64, help="lines per batch (default: 64)")
     tl.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     tl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    tl.add_argument("--out", default="runs/lines", help="folder for lines.pt (default: runs/lines)")
+    tl.add_argument("--out", default="runs/lines",
+                    help="folder for lines.pt and its ONNX export lines.onnx (default: runs/lines)")
     tl.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this line reader's weights")
     tl.add_argument("--data-dir", default="", help="folder with the MNIST files")
     tl.set_defaults(func=cmd_train_lines)

@@ -2,51 +2,104 @@
 
 Touching digits fool a digit classifier: "16" squeezed into one box looks like a fine 6. A network that sees
 the whole line learned where digits begin and end from thousands of touching pairs (`digitrec.data.lines`),
-so its digit count settles how a line is cut; the digit classifier still reads each piece.
+so its digit count settles how a line is cut, and its reading of each digit is averaged with the
+classifier's. It runs on ONNX Runtime when given (or shipped) an .onnx export, else in PyTorch.
 """
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitrec.data.lines import to_line_height
+from digitrec.data.lines import LINE_H, to_line_height
 from digitrec.errors import DigitrecError
+from digitrec.exporter import open_onnx_session
 from digitrec.models.linenet import LineNet, greedy_decode
 from digitrec.training.checkpoint import load_checkpoint
 
-SHIPPED = "lines.pt"
+SHIPPED = ("lines.onnx", "lines.pt")  # the first that exists is used
+PARITY = 1e-4  # largest difference in log-probability allowed between an export and its model
 
 
 class LineReader:
-    """Runs LineNet on the ink of one line: the digits it reads, left to right."""
+    """Runs LineNet on the ink of one line: the digits it reads, left to right, with their probabilities."""
 
-    def __init__(self, model: LineNet) -> None:
-        self.model = model.eval()
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], source: str) -> None:
+        self._run = run
+        self.source = source
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> LineReader:
-        """A LineNet checkpoint (`digitrec train-lines`); the one shipped with the package by default."""
+        """A LineNet checkpoint (`digitrec train-lines`) or its .onnx export; the shipped one by default."""
         if path is None:
-            path = Path(str(resources.files("digitrec") / "weights" / SHIPPED))
-        ckpt = load_checkpoint(path)
-        if "linenet" not in ckpt:
-            raise DigitrecError(f"line reader {path}: not a LineNet checkpoint (made by `digitrec train-lines`)")
-        model = LineNet(**ckpt["linenet"]["args"])
-        model.load_state_dict(ckpt["model"])
-        return cls(model)
+            folder = resources.files("digitrec") / "weights"
+            path = next((Path(str(folder / n)) for n in SHIPPED if (folder / n).is_file()), Path(str(folder / SHIPPED[1])))
+        path = Path(path)
+        if path.suffix == ".onnx":
+            if not path.is_file():
+                raise DigitrecError(f"line reader {path}: no such file")
+            session = open_onnx_session(path)
+            name = session.get_inputs()[0].name
+            return cls(lambda x: session.run(None, {name: x})[0], str(path))
+        return cls(_eager(load_model(path)), str(path))
 
-    @torch.inference_mode()
     def read(self, ink: np.ndarray) -> np.ndarray:
         """Probabilities [N, 10] of the N digits LineNet reads in `ink` (float [H, W], 1 = ink, the line cut
         to its digits), left to right: each class's highest probability over the digit's columns, normalised."""
         x = to_line_height(torch.from_numpy(np.ascontiguousarray(ink, np.float32)))[None, None]
-        logp = self.model(x)
+        logp = torch.from_numpy(np.asarray(self._run(x.numpy())))
         probs = logp[0, 1:].exp()
         digits = [probs[:, a:b + 1].amax(1) for _, a, b in greedy_decode(logp)[0]]
         if not digits:
             return np.zeros((0, 10), np.float32)
         out = torch.stack(digits)
         return (out / out.sum(1, keepdim=True)).numpy()
+
+
+def load_model(path: str | Path) -> LineNet:
+    """The LineNet in a `digitrec train-lines` checkpoint, with one clear error for any other file."""
+    ckpt = load_checkpoint(path)
+    if "linenet" not in ckpt:
+        raise DigitrecError(f"line reader {path}: not a LineNet checkpoint (made by `digitrec train-lines`)")
+    model = LineNet(**ckpt["linenet"]["args"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _eager(model: LineNet) -> Callable[[np.ndarray], np.ndarray]:
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
+    """Export a LineNet checkpoint to ONNX (any line width), written atomically once ONNX Runtime's output
+    matches PyTorch's within PARITY on lines of several widths."""
+    model, out = load_model(checkpoint), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        dims = {0: torch.export.Dim("batch", min=1), 3: torch.export.Dim("width", min=8, max=16384)}
+        try:
+            program = torch.onnx.export(model, (torch.rand(2, 1, LINE_H, 160),), dynamo=True, input_names=["line"],
+                                        output_names=["logp"], dynamic_shapes=(dims,), verbose=False)
+        except Exception as e:  # the exporter raises many types; the first line says what went wrong
+            raise DigitrecError(f"ONNX export of {checkpoint} failed: {str(e).strip().splitlines()[0]}") from None
+        program.save(str(staged))
+        session = open_onnx_session(staged, threads=1)
+        gen = torch.Generator().manual_seed(0)
+        for width in (32, 200, 480):
+            x = torch.rand(2, 1, LINE_H, width, generator=gen)
+            with torch.inference_mode():
+                want = model(x).numpy()
+            diff = float(np.abs(session.run(None, {"line": x.numpy()})[0] - want).max())
+            if diff > PARITY:
+                raise DigitrecError(f"ONNX export of {checkpoint} differs from PyTorch by {diff:.2g} > {PARITY}")
+        staged.replace(out)
+    return out
