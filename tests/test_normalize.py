@@ -9,11 +9,9 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from digitrec.data.frame import BOX, FIELD, crop_to_mnist, stroke_width
 from digitrec.read.image import WORK_SIDE
-from digitrec.read.normalize import (
-    BOX, FIELD, Ink, box_to_input, box_to_work, crop_to_mnist, percentile_filter, preprocess, stroke_width,
-    to_mnist,
-)
+from digitrec.read.normalize import Ink, box_to_input, box_to_work, percentile_filter, preprocess, to_mnist
 
 GOLDEN = Path(__file__).parent / "data" / "read"
 

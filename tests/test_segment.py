@@ -8,7 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from digitrec.errors import DigitrecError
-from digitrec.read.normalize import crop_to_mnist, preprocess, to_mnist
+from digitrec.data.frame import crop_to_mnist
+from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read.segment import Box, bounding_box, segment, segment_pieces
 
 RING = (60, 100)  # a "0": 60 wide, 100 tall

@@ -183,6 +183,8 @@ def _add_flag(group, flag: str, dest: str, f: dataclasses.Field, help: str) -> N
     meta = f.name.upper()
     if isinstance(default, bool):
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+    elif isinstance(default, list):
+        group.add_argument(flag, dest=dest, nargs="+", default=argparse.SUPPRESS, help=text, metavar="PATH")
     elif isinstance(default, tuple):
         group.add_argument(flag, dest=dest, type=float, nargs=len(default), default=argparse.SUPPRESS, help=text,
                            metavar=("LO", "HI"))

@@ -60,6 +60,11 @@ class TrainConfig:
     negatives: float = _opt(0.0, "add this fraction of each batch as images of two touching digits, trained toward "
                             "no class (0 = off); teaches a reader's classifier to refuse a piece that is not one digit")
     negatives_weight: float = _opt(0.5, "weight of the loss on those images (cross-entropy to the uniform distribution)")
+    fonts: list = _opt([], "font files, folders or glob patterns that --font-digits renders digits from "
+                       "(keep the fonts you evaluate on out of this list)")
+    font_digits: float = _opt(0.0, "add this fraction of each batch as digits rendered from --fonts, framed as "
+                              "MNIST frames a digit (0 = off)")
+    font_variants: int = _opt(16, "renderings of each digit per font (random size, pen weight, slant, rotation)")
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
     accumulate: int = _opt(1, "accumulate gradients over N batches per optimizer step")
     amp: str = _opt("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16 (CUDA only)")
@@ -95,6 +100,9 @@ class TrainConfig:
         _check("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)")
         _check("negatives", 0 <= self.negatives <= 1, "a fraction of the batch in [0, 1]")
         _check("negatives_weight", self.negatives_weight >= 0, "a number >= 0")
+        _check("font_digits", 0 <= self.font_digits <= 1, "a fraction of the batch in [0, 1]")
+        _check("font_variants", self.font_variants >= 1, "an integer >= 1")
+        _check("fonts", not self.font_digits or bool(self.fonts), "font files or folders when font_digits > 0")
         _check("ema", self.ema == 0 or 0 < self.ema < 1, "0 (off) or a decay in (0, 1), e.g. 0.999")
         _check("warmup_epochs", self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "shorter than epochs")
         dev = self.device
@@ -224,6 +232,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, source: str) -> Any:
             return "" if value is None else str(value)
         if kind is tuple:
             return tuple(float(v) for v in value)
+        if kind is list:
+            return [str(value)] if isinstance(value, str) else [str(v) for v in value]
         if kind is dict:
             if not isinstance(value, dict):
                 raise ValueError

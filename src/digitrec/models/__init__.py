@@ -15,6 +15,7 @@ from digitrec.errors import DigitrecError
 from digitrec.models.cnn import CNN5, TutorialCNN
 from digitrec.models.digitnet import DigitNet
 from digitrec.models.lenet import LeNet5
+from digitrec.models.stridenet import StrideNet
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ REGISTRY: dict[str, ModelEntry] = {
     "digitnet-l": ModelEntry(
         DigitNet, "wider, deeper digitnet for GPU training", {"widths": (32, 64, 96), "depth": 2, "dropout": 0.1}
     ),
+    "stridenet": ModelEntry(StrideNet, "full-resolution conv-BN stacks, strided 5x5 downsampling, dropout"),
 }
 
 

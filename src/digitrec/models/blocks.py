@@ -12,21 +12,25 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - MNIST_MEAN) / MNIST_STD
 
 
-def conv(cin: int, cout: int, k: int = 3, stride: int = 1, separable: bool = False) -> nn.Module:
-    """A bias-free k x k convolution (a BatchNorm follows), optionally depthwise-separable."""
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1, separable: bool = False, padding: int | None = None
+         ) -> nn.Module:
+    """A bias-free k x k convolution (a BatchNorm follows), optionally depthwise-separable; padded to keep
+    the size (k // 2) unless `padding` says otherwise."""
+    pad = k // 2 if padding is None else padding
     if separable and cin > 1:
         return nn.Sequential(
-            nn.Conv2d(cin, cin, k, stride, k // 2, groups=cin, bias=False),
+            nn.Conv2d(cin, cin, k, stride, pad, groups=cin, bias=False),
             nn.Conv2d(cin, cout, 1, bias=False),
         )
-    return nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+    return nn.Conv2d(cin, cout, k, stride, pad, bias=False)
 
 
 class ConvBNAct(nn.Sequential):
     """Convolution, BatchNorm, ReLU."""
 
-    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, separable: bool = False) -> None:
-        super().__init__(conv(cin, cout, k, stride, separable), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, separable: bool = False,
+                 padding: int | None = None) -> None:
+        super().__init__(conv(cin, cout, k, stride, separable, padding), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class CBAM(nn.Module):

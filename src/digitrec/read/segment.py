@@ -15,7 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError
-from digitrec.read.normalize import EIGHT, Ink, box_to_input, crop_to_mnist, scale_of
+from digitrec.data.frame import crop_to_mnist
+from digitrec.read.normalize import EIGHT, Ink, box_to_input, scale_of
 
 Score = Callable[[list[np.ndarray]], np.ndarray]  # 28x28 crops -> probabilities [N, 10]
 Count = Callable[[np.ndarray], int | None]  # the ink of a line's digits -> how many digits it holds (None: unsure)

@@ -29,6 +29,7 @@ from digitrec.card import make_card
 from digitrec.config import TrainConfig, save_yaml
 from digitrec.data.augment import Augment
 from digitrec.data.fetch import MNIST_FILES
+from digitrec.data.fonts import render_font_digits, resolve_fonts
 from digitrec.data.mnist import Split, load_splits
 from digitrec.data.negatives import touching_pairs, uniform_loss
 from digitrec.errors import DigitrecError
@@ -132,6 +133,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     if cfg.train_subset:
         train_split = Split(train_split.images[: cfg.train_subset], train_split.labels[: cfg.train_subset])
     train_split, val_split = train_split.to(device), splits["val"].to(device)
+    fonts = _font_digits(cfg, log)
+    fonts = fonts.to(device) if fonts is not None else None
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch < cfg.accumulate:
         raise DigitrecError(
@@ -164,8 +167,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
-        record = _train_epoch(fwd, net, model, train_split, cfg, world, epoch, opt, sched, scaler, ema, augment,
-                              amp_dtype, state, hooks)
+        record = _train_epoch(fwd, net, model, train_split, fonts, cfg, world, epoch, opt, sched, scaler, ema,
+                              augment, amp_dtype, state, hooks)
         state.train_time += time.perf_counter() - t0
         if ema:
             eval_model.load_state_dict(ema.state_dict())
@@ -198,6 +201,16 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     }
 
 
+def _font_digits(cfg: TrainConfig, log: Log) -> Split | None:
+    """The digits rendered from cfg.fonts that each batch mixes in, or None when font_digits is off."""
+    if not cfg.font_digits:
+        return None
+    files = resolve_fonts(cfg.fonts)
+    digits = render_font_digits(files, cfg.font_variants, seed=cfg.seed, log=log)
+    log(f"font digits: {len(digits):,} images from {len(files)} font files; {cfg.font_digits:g} of each batch")
+    return digits
+
+
 def _save(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], epoch: int, improved: bool) -> None:
     save_checkpoint(ckpt, run_dir / "last.pt")
     if improved:
@@ -206,8 +219,8 @@ def _save(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], epoch: int, imp
         save_checkpoint(ckpt, run_dir / f"epoch{epoch:03d}.pt")
 
 
-def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, ema, augment, amp_dtype, state,
-                 hooks) -> dict:
+def _train_epoch(fwd, net, model, data, fonts, cfg, world, epoch, opt, sched, scaler, ema, augment, amp_dtype,
+                 state, hooks) -> dict:
     """One pass over the shuffled training split; returns the epoch's loss, accuracy and speed.
 
     `net` is what runs backward (the DDP wrapper when distributed), `model` the plain module under it.
@@ -223,14 +236,12 @@ def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, e
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    labelled = 0
     bar = _progress(cfg, steps, epoch) if world.is_main else None
     t0 = time.perf_counter()
     for b in range(steps):
         idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size][world.rank :: world.size]
-        x = data.images[idx].unsqueeze(1).float().div_(255)
-        y = data.labels[idx]
-        if cfg.negatives:  # augmented with the digits, so only their content tells them apart
-            x = torch.cat([x, touching_pairs(x, round(cfg.negatives * len(idx)), gen)])
+        x, y = _compose_batch(data, fonts, idx, cfg, gen)
         x = augment(x, gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -246,6 +257,7 @@ def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, e
             scaler.scale(loss / cfg.accumulate).backward()
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
+        labelled += len(y)
         if stepping:
             _optimizer_step(model, cfg, opt, sched, scaler, ema, state.step)
             state.step += 1
@@ -253,16 +265,32 @@ def _train_epoch(fwd, net, model, data, cfg, world, epoch, opt, sched, scaler, e
                 hooks.on_step(epoch, state.step)
         if bar is not None and (b % 20 == 0 or b == steps - 1):
             seen = (b + 1) * len(idx)
-            bar.set_postfix(loss=f"{loss_sum.item() / (b + 1):.3f}", acc=f"{100 * correct.item() / seen:.2f}%",
+            bar.set_postfix(loss=f"{loss_sum.item() / (b + 1):.3f}", acc=f"{100 * correct.item() / labelled:.2f}%",
                             lr=f"{opt.param_groups[0]['lr']:.3g}", ips=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(b + 1 - bar.n)
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
     n = steps * cfg.batch_size
-    totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double()]), world).tolist()
-    return {"train_loss": totals[0] / (steps * world.size), "train_acc": totals[1] / n,
+    totals = all_reduce_sum(torch.tensor([loss_sum.item(), correct.item(), labelled], dtype=torch.float64,
+                                         device=device), world).tolist()
+    return {"train_loss": totals[0] / (steps * world.size), "train_acc": totals[1] / totals[2],
             "images_per_s": round(n / seconds, 1), "epoch_time": round(seconds, 3)}
+
+
+def _compose_batch(data: Split, fonts: Split | None, idx: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as float images [B', 1, 28, 28] and labels: its MNIST digits, then any font digits (labelled),
+    then any touching pairs (unlabelled, so they come last; `logits[:len(y)]` are the labelled rows)."""
+    x = data.images[idx].unsqueeze(1).float().div_(255)
+    y = data.labels[idx]
+    if fonts is not None:
+        pick = torch.randint(len(fonts), (round(cfg.font_digits * len(idx)),), generator=gen, device=x.device)
+        x = torch.cat([x, fonts.images[pick].unsqueeze(1).float().div_(255)])
+        y = torch.cat([y, fonts.labels[pick]])
+    if cfg.negatives:  # augmented with the digits, so only their content tells them apart
+        x = torch.cat([x, touching_pairs(x, round(cfg.negatives * len(idx)), gen)])
+    return x, y
 
 
 def _optimizer_step(model, cfg, opt, sched, scaler, ema, step: int) -> None:
