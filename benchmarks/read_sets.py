@@ -9,6 +9,7 @@ same bytes and --n N gives a prefix of the full set.
 
 Fonts (Debian): apt-get install -y fonts-kaushanscript fonts-kristi fonts-rufscript fonts-klee fonts-seto fonts-cabinsketch
 Run: python benchmarks/read_sets.py [--out DIR] [--n N] [--seed S] [--only scan lines ...] [--data-dir DIR]
+     [--fonts FILE ...]  (a fonts set from other font files, e.g. fonts held out of training)
 """
 from __future__ import annotations
 
@@ -466,6 +467,15 @@ def available_fonts(log: Callable[[str], object] = print) -> list[tuple[str, str
     return found
 
 
+def given_fonts(paths: Sequence[str]) -> list[tuple[str, str]]:
+    """Fonts named on the command line (a held-out set of other fonts), as (package, file) pairs; the
+    package is the file's folder, since Debian installs each font package into its own."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise DigitrecError(f"--fonts: no such font file(s): {', '.join(missing)}")
+    return [(Path(p).parent.name, str(p)) for p in paths]
+
+
 def generate(
     out: str | Path = OUT,
     *,
@@ -473,9 +483,11 @@ def generate(
     seed: int = 0,
     only: Sequence[str] = SETS,
     data_dir: str | Path | None = None,
+    fonts: Sequence[str] | None = None,
     log: Callable[[str], object] = print,
 ) -> dict[str, int]:
-    """Write the chosen sets under `out` (each at most n images); returns {set: image count}."""
+    """Write the chosen sets under `out` (each at most n images); returns {set: image count}. `fonts` replaces
+    the handwriting fonts of the fonts set (to build a set from fonts held out of training)."""
     unknown = [s for s in only if s not in SETS]
     if unknown:
         raise DigitrecError(f"unknown set(s) {unknown}; expected some of {list(SETS)}")
@@ -483,7 +495,8 @@ def generate(
     letter_fonts = [p for p in LETTER_FONTS if Path(p).is_file()]
     if "reject" in only and not letter_fonts:
         raise DigitrecError(f"reject set: no DejaVu font at {LETTER_FONTS[0]}; apt-get install -y fonts-dejavu-core")
-    ctx = Context(images, labels, seed, available_fonts(log) if "fonts" in only else [], letter_fonts)
+    found = (given_fonts(fonts) if fonts else available_fonts(log)) if "fonts" in only else []
+    ctx = Context(images, labels, seed, found, letter_fonts)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -504,9 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", default=list(SETS), choices=SETS, help="sets to write (default all)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default $DIGITREC_DATA or cache)")
+    parser.add_argument("--fonts", nargs="+", default=None, metavar="FILE",
+                        help="build the fonts set from these font files instead (fonts held out of training)")
     args = parser.parse_args(argv)
     try:
-        generate(args.out, n=args.n, seed=args.seed, only=args.only, data_dir=args.data_dir)
+        generate(args.out, n=args.n, seed=args.seed, only=args.only, data_dir=args.data_dir, fonts=args.fonts)
     except DigitrecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,13 +2,15 @@
 
 A map-style Dataset hands out one PIL image at a time, transforms turn it into a normalised
 tensor, and a DataLoader (batch 64, shuffled, no worker processes on CPU, as pytorch/examples
-runs it) collates batches. torchvision does not import beside this CPU torch, so its three
-pieces used here (MNIST's __getitem__, ToTensor, Normalize) are written out as they behave.
+runs it) collates batches. torchvision does not import beside this CPU torch, so the pieces used
+here (MNIST's __getitem__, Compose, ToTensor, Normalize) are written out doing what torchvision's
+do for a grayscale PIL image, step for step: the same checks, copies and tensor ops, so that the
+baseline costs what the real program costs.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,19 +20,76 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 
+def _api_usage(name: str) -> None:
+    """torchvision logs the use of each public function once per call site (a cheap C call)."""
+    torch._C._log_api_usage_once(f"torchvision.transforms.functional.{name}")
+
+
+class ToTensor:
+    """transforms.ToTensor on a PIL image: HxW uint8 -> 1xHxW float in [0, 1], via a copied array, a view
+    to HxWxC, a permute to CxHxW made contiguous, then a cast and a division."""
+
+    def __call__(self, pic: Image.Image) -> torch.Tensor:
+        _api_usage("to_tensor")
+        if not isinstance(pic, Image.Image):
+            raise TypeError(f"pic should be a PIL Image, got {type(pic)}")
+        dtype = torch.get_default_dtype()
+        img = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+        img = img.view(pic.size[1], pic.size[0], len(pic.getbands()))
+        img = img.permute((2, 0, 1)).contiguous()
+        return img.to(dtype=dtype).div(255)
+
+
+class Normalize(nn.Module):
+    """transforms.Normalize (an nn.Module): checks, a copy (not in place), mean and std as tensors, a
+    zero-std check, then subtract and divide."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean, self.std = list(mean), list(std)
+
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        _api_usage("normalize")
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim < 3 or not tensor.is_floating_point():
+            raise TypeError("expected a float tensor image of size (C, H, W)")
+        tensor = tensor.clone()
+        mean = torch.as_tensor(self.mean, dtype=tensor.dtype, device=tensor.device)
+        std = torch.as_tensor(self.std, dtype=tensor.dtype, device=tensor.device)
+        if (std == 0).any():
+            raise ValueError("std evaluated to zero, leading to division by zero")
+        return tensor.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+
+
+class Compose:
+    """transforms.Compose: each transform in turn."""
+
+    def __init__(self, transforms: Sequence[Callable]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, img):
+        for t in self.transforms:
+            img = t(img)
+        return img
+
+
 class TutorialMNIST(Dataset):
     """torchvision.datasets.MNIST: uint8 tensors in memory, a PIL image per sample, then the transform."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None) -> None:
+        self.data, self.targets, self.transform = images, labels, transform
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = Image.fromarray(self.images[i].numpy(), mode="L")
-        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).float().div(255).unsqueeze(0)  # ToTensor
-        return (x - 0.1307) / 0.3081, int(self.labels[i])  # Normalize((0.1307,), (0.3081,))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img, target = self.data[index], int(self.targets[index])
+        img = Image.fromarray(img.numpy(), mode="L")
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target
+
+
+TUTORIAL_TRANSFORM = Compose([ToTensor(), Normalize((0.1307,), (0.3081,))])
 
 
 class TutorialLeNet(nn.Module):
@@ -59,7 +118,7 @@ def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -
     torch.manual_seed(seed)
     model = TutorialLeNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(TutorialMNIST(images, labels), batch_size=64, shuffle=True)
+    loader = DataLoader(TutorialMNIST(images, labels, TUTORIAL_TRANSFORM), batch_size=64, shuffle=True)
     while True:
         model.train()
         t0 = time.perf_counter()

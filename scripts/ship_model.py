@@ -55,6 +55,7 @@ def card_markdown(release: dict, m: dict, command: str, out: Path, quality: dict
         "validation accuracy; weights are the exponential moving average when the run kept one",
         "- Data: MNIST train (55,000 images; 5,000 held out for validation and model selection). "
         "The MNIST test set is used only for the figures below; never for training or selection.",
+        *_font_lines(release["config"]),
         "",
         "## Test set (MNIST, 10,000 images)",
         "",
@@ -80,6 +81,19 @@ def card_markdown(release: dict, m: dict, command: str, out: Path, quality: dict
               "", "## Data checksums (SHA-256 of the uncompressed IDX files)", ""]
     lines += [f"- `{name}` `{digest}`" for name, digest in card["data_sha256"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _font_lines(config: dict) -> list[str]:
+    """What the card says of the font digits a run mixed into its batches (none when it used none)."""
+    if not config.get("font_digits"):
+        return []
+    from digitrec.data.fonts import resolve_fonts
+
+    files = resolve_fonts(config["fonts"])
+    return [f"- Font digits: {config['font_digits']:g} of each batch were digits rendered from {len(files)} font files "
+            f"({config['font_variants']} renderings of each digit per font; `digitrec.data.fonts`), from: "
+            + ", ".join(f"`{f}`" for f in config["fonts"])
+            + ". None of the fonts of the evaluation sets (`benchmarks/read_sets.py`) is among them."]
 
 
 if __name__ == "__main__":

@@ -105,6 +105,19 @@ def test_scan_and_reject_look_as_described(sets: Path) -> None:
         assert list(json.loads(fonts.read_text()).values()) == [str(d) for d in range(N)]
 
 
+def test_a_fonts_set_can_be_built_from_other_fonts(mnist_dir: Path, tmp_path: Path) -> None:
+    dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not dejavu.is_file():
+        pytest.skip("needs the DejaVu fonts (Debian fonts-dejavu-core)")
+    read_sets.generate(tmp_path, n=20, only=["fonts"], data_dir=mnist_dir, fonts=[str(dejavu)], log=lambda _: None)
+    meta = json.loads((tmp_path / "fonts" / "meta.json").read_text())
+    assert meta["fonts"] == [{"package": "dejavu", "file": str(dejavu)}]
+    assert {item["font"] for item in meta["items"].values()} == {"DejaVuSans.ttf"}
+    assert sorted(json.loads((tmp_path / "fonts" / "labels.json").read_text()).values()) == sorted("0123456789" * 2)
+    with pytest.raises(DigitrecError, match="no such font file"):
+        read_sets.generate(tmp_path, n=2, only=["fonts"], data_dir=mnist_dir, fonts=["/no/font.ttf"])
+
+
 def test_unknown_set_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DigitrecError, match="unknown set"):
         read_sets.generate(tmp_path, n=1, only=["scans"])

@@ -197,3 +197,13 @@ def test_the_reader_says_when_it_found_only_specks(served_model) -> None:
     assert rec.read(_page([("bar", 100, 60, 6, 40)], size=(280, 280)), single=True).items  # a drawn 1 is read
     blank = rec.read(_page([]))
     assert blank.digits == "" and blank.reason.startswith("blank")
+
+
+@pytest.mark.parametrize("score", [None, _ring_score])
+def test_a_short_stroke_along_a_digits_top_is_part_of_it_but_a_hyphen_is_not(score) -> None:
+    # A 5 written as body plus a separate top bar, off to the right of the body; then a hyphen at mid-height.
+    body, bar = ("bar", 100, 60, 14, 90), ("bar", 116, 50, 40, 12)
+    hyphen, ring = ("bar", 240, 100, 30, 10), ("ring", 320, 50)
+    boxes = segment(*preprocess(_page([body, bar, hyphen, ring])), score=score)
+    assert len(boxes) == 2
+    assert _close(boxes[0], (100, 50, 56, 100)) and _close(boxes[1], (320, 50, 60, 100))
