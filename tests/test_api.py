@@ -53,10 +53,15 @@ def test_a_line_is_classified_once_and_the_probabilities_are_reused(mnist_dir):
             assert not np.allclose(probs, rec.classify(result.crops), atol=1e-3)
 
 
-def test_the_default_model_runs_its_shipped_onnx_export_and_agrees_with_eager(mnist_dir):
+def test_the_default_model_reads_through_its_shipped_int8_export_and_agrees_with_eager(mnist_dir):
     test = load_mnist(mnist_dir, log=lambda _: None)["test"]
-    images = test.images[:256].numpy().astype(np.float32) / 255
-    fast, eager = digitrec.Recognizer.load(), digitrec.Recognizer.load(backend="torch")
-    assert fast.backend.name == "onnx" and fast.backend.path.name == "default.onnx"
+    images = test.images[:1000].numpy().astype(np.float32) / 255
+    fast, fp32, eager = (digitrec.Recognizer.load(), digitrec.Recognizer.load(backend="onnx"),
+                         digitrec.Recognizer.load(backend="torch"))
+    assert fast.backend.name == "onnx-int8" and fast.backend.path.name == "default.int8.onnx"
+    assert fp32.backend.name == "onnx" and fp32.backend.path.name == "default.onnx"
     assert isinstance(eager.backend, TorchBackend)
-    np.testing.assert_allclose(fast.classify(images), eager.classify(images), atol=1e-5)
+    np.testing.assert_allclose(fp32.classify(images), eager.classify(images), atol=1e-5)
+    quantised, exact = fast.classify(images), eager.classify(images)
+    assert (quantised.argmax(1) == exact.argmax(1)).mean() >= 0.998  # int8 answers as fp32 does...
+    assert np.abs(quantised - exact).max() < 0.2  # ...with probabilities close to fp32's

@@ -371,7 +371,7 @@ def test_page_loads_its_own_assets_only(client):
 # ---- the CLI verb -----------------------------------------------------------------------------------
 def test_serve_verb_defaults_to_localhost(monkeypatch):
     args = build_parser().parse_args(["serve"])
-    assert (args.host, args.port, args.model, args.backend, args.workers) == ("127.0.0.1", 8000, "default", "onnx", 1)
+    assert (args.host, args.port, args.model, args.backend, args.workers) == ("127.0.0.1", 8000, "default", "auto", 1)
     assert args.max_body_mb == 10
     from digitrec.read.image import MAX_PIXELS
 

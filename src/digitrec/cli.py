@@ -422,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     sv.add_argument("--model", default="default", help="default, default-ensemble, or a checkpoint path")
-    sv.add_argument("--backend", default="onnx", help="inference backend (default: onnx)")
+    sv.add_argument("--backend", default="auto",
+                    help="inference backend: torch, onnx, onnx-int8, pt2, torchscript, or auto (default): the "
+                         "shipped int8 export for a built-in model, onnx for a checkpoint")
     sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model (default: 1)")
     sv.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help=f"default abstain threshold (default: {DEFAULT_THRESHOLD})")

@@ -45,7 +45,7 @@ class ServeSettings:
     """What one worker needs: the model, the backend and the limits it enforces."""
 
     model: str = "default"
-    backend: str = "onnx"
+    backend: str = "auto"  # the reader's own choice for a built-in model (its shipped int8 export), else onnx
     threshold: float = DEFAULT_THRESHOLD
     max_body_bytes: int = 10 * 1024 * 1024
     max_pixels: int = MAX_PIXELS  # the reading pipeline's own decompression-bomb cap; lower it, not higher
@@ -127,7 +127,12 @@ def load_recognizer(settings: ServeSettings) -> Any:
     """The recognizer one worker serves, loaded once."""
     from digitrec.read.recognizer import Recognizer
 
-    return Recognizer.load(settings.model, threshold=settings.threshold, backend=settings.backend)
+    from digitrec.read.recognizer import BUILTIN
+
+    backend = settings.backend
+    if backend == "auto":
+        backend = None if settings.model in BUILTIN else "onnx"
+    return Recognizer.load(settings.model, threshold=settings.threshold, backend=backend)
 
 
 def create_app(settings: ServeSettings, recognizer: Any = None) -> FastAPI:
@@ -140,8 +145,9 @@ def create_app(settings: ServeSettings, recognizer: Any = None) -> FastAPI:
             app.state.recognizer = await anyio.to_thread.run_sync(load_recognizer, settings)
         app.state.limiter = anyio.CapacityLimiter(settings.threads)
         await anyio.to_thread.run_sync(_warm_up, app.state.recognizer)
+        metrics.backend = getattr(getattr(app.state.recognizer, "backend", None), "name", settings.backend)
         metrics.ready = True
-        log.info("digitrec: serving model %r on the %s backend", settings.model, settings.backend)
+        log.info("digitrec: serving model %r on the %s backend", settings.model, metrics.backend)
         yield
         metrics.ready = False
 
@@ -210,7 +216,7 @@ def _add_api_routes(app: FastAPI) -> None:
     def readyz():
         if not app.state.metrics.ready:
             return JSONResponse({"error": "model not loaded yet"}, status_code=503)
-        return {"status": "ready", "model": settings.model, "backend": settings.backend}
+        return {"status": "ready", "model": settings.model, "backend": app.state.metrics.backend}
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of this worker")
     def metrics_text() -> PlainTextResponse:
