@@ -109,8 +109,11 @@ class TutorialLeNet(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))))
 
 
-def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> Iterator[float]:
-    """Train as the tutorial does (Adam 1e-3, batch 64), one epoch per next(); yields each epoch's seconds.
+def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
+                    test: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[tuple[float, float]]:
+    """Train as the tutorial does (Adam 1e-3, batch 64), one epoch per next(); yields each epoch's training
+    seconds and the seconds of the test pass the tutorial runs after every epoch (batch 1000, accuracy and
+    loss; 0.0 when no `test` split is given).
 
     A generator, so a benchmark can interleave these epochs with its own and let both see the
     same machine conditions.
@@ -119,6 +122,7 @@ def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -
     model = TutorialLeNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TutorialMNIST(images, labels, TUTORIAL_TRANSFORM), batch_size=64, shuffle=True)
+    test_loader = DataLoader(TutorialMNIST(*test, TUTORIAL_TRANSFORM), batch_size=1000) if test else None
     while True:
         model.train()
         t0 = time.perf_counter()
@@ -126,4 +130,20 @@ def tutorial_epochs(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
-        yield time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if test_loader is not None:
+            _test(model, test_loader)
+        yield t1 - t0, time.perf_counter() - t1
+
+
+def _test(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+    """The tutorial's test(): summed loss and accuracy over the loader, without gradients."""
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            out = model(x)
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+            n += len(y)
+    return loss / n, correct / n

@@ -35,8 +35,10 @@ def test_normalize_copies_and_refuses_a_zero_std():
     assert baseline.ToTensor()(Image.new("L", (3, 2), 255)).shape == (1, 2, 3)
 
 
-def test_each_next_trains_one_epoch_and_returns_its_seconds():
+def test_each_next_trains_one_epoch_then_tests_and_returns_both_times():
     images = torch.randint(0, 256, (128, 28, 28), dtype=torch.uint8)
-    epochs = baseline.tutorial_epochs(images, torch.randint(0, 10, (128,)))
-    first, second = next(epochs), next(epochs)
-    assert 0 < first < 60 and 0 < second < 60
+    labels = torch.randint(0, 10, (128,))
+    epochs = baseline.tutorial_epochs(images, labels, test=(images[:50], labels[:50]))
+    (train1, test1), (train2, test2) = next(epochs), next(epochs)
+    assert 0 < train1 < 60 and 0 < train2 < 60 and 0 < test1 < 60 and 0 < test2 < 60
+    assert next(baseline.tutorial_epochs(images, labels))[1] < 1e-3  # no test split, no test pass

@@ -172,7 +172,8 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
         state.train_time += time.perf_counter() - t0
         if ema:
             eval_model.load_state_dict(ema.state_dict())
-        record.update(_validate(eval_model, val_split, cfg, world))
+        t1 = time.perf_counter()
+        record.update(_validate(eval_model, val_split, cfg, world), val_time=round(time.perf_counter() - t1, 3))
         record.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_time=round(state.train_time, 3))
         if cfg.schedule == "plateau" and "val_acc" in record:
             sched.step(record["val_acc"])
