@@ -207,3 +207,17 @@ def test_a_short_stroke_along_a_digits_top_is_part_of_it_but_a_hyphen_is_not(sco
     boxes = segment(*preprocess(_page([body, bar, hyphen, ring])), score=score)
     assert len(boxes) == 2
     assert _close(boxes[0], (100, 50, 56, 100)) and _close(boxes[1], (320, 50, 60, 100))
+
+
+@pytest.mark.parametrize("height", [80, 200])  # searched at full size, and on a 3x3-pooled grid
+def test_a_cut_path_finds_the_winding_gap_between_two_strokes(height) -> None:
+    from digitrec.read.segment import _cut_paths
+
+    ink = np.zeros((height, 120), np.float32)
+    gap = (40 + 15 * np.sin(np.arange(height) / height * np.pi)).astype(int)  # a gap that bends 15 px right
+    for r, g in enumerate(gap):
+        ink[r, :g - 2] = 1.0  # ink everywhere but a 5-px gap: the path must follow it
+        ink[r, g + 3:] = 1.0
+    paths, crossed = _cut_paths(ink, [40], bend=30)
+    assert paths[0].shape == (height,)
+    assert np.abs(paths[0] - gap).max() <= 3 and crossed[0] < 0.05 * height

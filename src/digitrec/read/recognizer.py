@@ -20,6 +20,7 @@ from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, tallest_px
 
+LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
 
 
@@ -100,7 +101,7 @@ class Recognizer:
         crops = np.stack([p.crop for p in pieces])
         probs = self._probs(pieces, crops)
         if heard is not None and len(heard) == len(pieces):
-            probs = (probs + heard) / 2  # two readers of the same digits: the line reader and the classifier
+            probs = (1 - LINE_WEIGHT) * probs + LINE_WEIGHT * heard  # two readers of the same digits
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
         result = _decide(items, threshold)

@@ -423,10 +423,10 @@ def _cut_paths(own_ink: np.ndarray, starts: list[int], bend: int) -> tuple[list[
     if f > 1:
         hp, wp = -(-h // f), -(-w // f)
         pooled = np.pad(own_ink, ((0, hp * f - h), (0, wp * f - w))).reshape(hp, f, wp, f).sum((1, 3)) / f
-        small = _search(pooled, [min(wp - 1, c // f) for c in starts], max(1, bend // f))
+        small = _search(pooled, [min(wp - 1, c // f) for c in starts], max(1, bend // f), STEP * f)
         raw = [np.clip(np.repeat(path, f)[:h] * f + f // 2, 0, w - 1) for path in small]
     else:
-        raw = _search(own_ink, starts, bend)
+        raw = _search(own_ink, starts, bend, STEP)
     paths, crossed = [], []
     for path in raw:
         paths.append(np.maximum(path, paths[-1] + 1) if paths else path)
@@ -434,20 +434,20 @@ def _cut_paths(own_ink: np.ndarray, starts: list[int], bend: int) -> tuple[list[
     return paths, crossed
 
 
-def _search(own_ink: np.ndarray, starts: list[int], bend: int) -> list[np.ndarray]:
+def _search(own_ink: np.ndarray, starts: list[int], bend: int, step: float) -> list[np.ndarray]:
     """The least-ink top-to-bottom path from each start column (see _cut_paths), by dynamic programming over
-    the rows, all start columns at once."""
+    the rows, all start columns at once; `step` is the cost of each diagonal move."""
     h, _ = own_ink.shape
     padded = np.pad(own_ink, ((0, 0), (bend, bend)), constant_values=np.float32(1e3))  # never leave the box
     cols = np.asarray(starts)[:, None] + np.arange(2 * bend + 1)[None, :]  # [K, B] in padded coordinates
-    cost = padded[:, cols] + np.float32(STEP) * (np.abs(np.arange(-bend, bend + 1)) > 0)  # [H, K, B]
+    cost = padded[:, cols] + np.float32(step) * (np.abs(np.arange(-bend, bend + 1)) > 0)  # [H, K, B]
     acc = cost[0].copy()
     back = np.zeros((h, len(starts), 2 * bend + 1), np.int8)
     from_left = np.full_like(acc, np.inf)
     from_right = np.full_like(acc, np.inf)
     for r in range(1, h):
-        from_left[:, 1:] = acc[:, :-1] + STEP  # the path was one column to the left on the row above
-        from_right[:, :-1] = acc[:, 1:] + STEP
+        from_left[:, 1:] = acc[:, :-1] + step  # the path was one column to the left on the row above
+        from_right[:, :-1] = acc[:, 1:] + step
         best = np.minimum(np.minimum(from_left, from_right), acc)
         back[r] = np.where(best == acc, 0, np.where(best == from_left, -1, 1))  # straight down on ties
         acc = best + cost[r]
