@@ -32,7 +32,7 @@ def evaluate_checkpoint(
     data_dir: str | Path | None = None,
     out_dir: str | Path | None = None,
     device: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     pictures: bool = True,
     log=print,
 ) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     models = [m.to(dev).to(memory_format=torch.channels_last) for m in models]
     images, labels = data.images.to(dev), data.labels.to(dev)
-    _logits(models, images[:batch_size], batch_size)  # warm-up, so the timing is steady-state
+    _logits(models, images[:1024], batch_size)  # warm-up, so the timing is steady-state
     t0 = time.perf_counter()
     logits = _logits(models, images, batch_size)
     seconds = time.perf_counter() - t0
@@ -78,7 +78,7 @@ def evaluate_checkpoint(
     return metrics
 
 
-def _logits(models: list[torch.nn.Module], images: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _logits(models: list[torch.nn.Module], images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """One model's logits, or the log of several models' mean probabilities."""
     if len(models) == 1:
         return batched_logits(models[0], images, batch_size)

