@@ -125,9 +125,7 @@ def _plain(value: Any) -> Any:
 
 def load_recognizer(settings: ServeSettings) -> Any:
     """The recognizer one worker serves, loaded once."""
-    from digitrec.read.recognizer import Recognizer
-
-    from digitrec.read.recognizer import BUILTIN
+    from digitrec.read.recognizer import BUILTIN, Recognizer
 
     backend = settings.backend
     if backend == "auto":

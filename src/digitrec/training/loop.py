@@ -133,8 +133,7 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     if cfg.train_subset:
         train_split = Split(train_split.images[: cfg.train_subset], train_split.labels[: cfg.train_subset])
     train_split, val_split = train_split.to(device), splits["val"].to(device)
-    fonts = _font_digits(cfg, log)
-    fonts = fonts.to(device) if fonts is not None else None
+    fonts = _font_digits(cfg, device, log)
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch < cfg.accumulate:
         raise DigitrecError(
@@ -202,14 +201,14 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     }
 
 
-def _font_digits(cfg: TrainConfig, log: Log) -> Split | None:
-    """The digits rendered from cfg.fonts that each batch mixes in, or None when font_digits is off."""
+def _font_digits(cfg: TrainConfig, device: torch.device, log: Log) -> Split | None:
+    """The digits rendered from cfg.fonts that each batch mixes in (on `device`), or None when font_digits is off."""
     if not cfg.font_digits:
         return None
     files = resolve_fonts(cfg.fonts)
     digits = render_font_digits(files, cfg.font_variants, seed=cfg.seed, log=log)
     log(f"font digits: {len(digits):,} images from {len(files)} font files; {cfg.font_digits:g} of each batch")
-    return digits
+    return digits.to(device)
 
 
 def _save(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], epoch: int, improved: bool) -> None:
