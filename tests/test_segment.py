@@ -209,6 +209,14 @@ def test_a_short_stroke_along_a_digits_top_is_part_of_it_but_a_hyphen_is_not(sco
     assert _close(boxes[0], (100, 50, 56, 100)) and _close(boxes[1], (320, 50, 60, 100))
 
 
+@pytest.mark.parametrize("score", [None, _ring_score])
+def test_a_lone_digit_with_a_heavy_detached_bar_is_one_digit(score) -> None:
+    # Alone on the page, the bar (as much ink as the body) must not halve the line height and pass for a digit.
+    body, bar = ("bar", 100, 60, 16, 100), ("bar", 118, 40, 70, 30)
+    boxes = segment(*preprocess(_page([body, bar], size=(300, 220))), score=score)
+    assert len(boxes) == 1 and _close(boxes[0], (100, 40, 88, 120))
+
+
 @pytest.mark.parametrize("height", [80, 200])  # searched at full size, and on a 3x3-pooled grid
 def test_a_cut_path_finds_the_winding_gap_between_two_strokes(height) -> None:
     from digitrec.read.segment import _cut_paths

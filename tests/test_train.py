@@ -136,6 +136,24 @@ def test_resuming_with_another_models_checkpoint_is_refused(tmp_path, mnist_dir)
         train(other, resume=tmp_path / "run" / "last.pt", log=quiet)
 
 
+def test_init_starts_from_a_checkpoints_weights(tmp_path, mnist_dir):
+    first = train(small(tmp_path, mnist_dir, epochs=2), log=quiet)
+    tuned = train(small(tmp_path, mnist_dir, name="tuned", epochs=1, lr=1e-4, init=first["best_checkpoint"]),
+                  log=quiet)
+    fresh = train(small(tmp_path, mnist_dir, name="fresh", epochs=1, lr=1e-4), log=quiet)
+    # At a rate too low to learn much in one epoch, only weights carried over explain a trained model.
+    assert tuned["best_val_acc"] >= first["best_val_acc"] - 0.02
+    assert fresh["best_val_acc"] < first["best_val_acc"] - 0.2
+
+
+def test_init_from_another_model_or_a_bad_name_is_refused(tmp_path, mnist_dir):
+    first = train(small(tmp_path, mnist_dir, epochs=1, train_subset=256), log=quiet)
+    with pytest.raises(DigitrecError, match="is for model 'lenet5'.*pass --model"):
+        train(small(tmp_path, mnist_dir, name="b", model="cnn5", init=first["best_checkpoint"]), log=quiet)
+    with pytest.raises(DigitrecError, match="neither a checkpoint file nor a shipped model name"):
+        train(small(tmp_path, mnist_dir, name="c", init="no-such-model"), log=quiet)
+
+
 def test_cuda_request_without_cuda_is_a_clear_error(tmp_path, mnist_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

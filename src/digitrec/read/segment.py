@@ -302,9 +302,11 @@ def _components(labels: np.ndarray, n: int) -> list[_Group]:
 
 
 def _line_height(groups: list[_Group]) -> float:
-    """The median height of the substantial groups (a third of the largest area or more)."""
+    """The median height of the substantial groups (a third of the largest area or more); of one or two, the
+    taller (a digit and a detached stroke of it are not a line of two: the stroke would halve the height)."""
     big = max(g.area for g in groups)
-    return float(np.median([g.h for g in groups if g.area >= big / 3]))
+    heights = [g.h for g in groups if g.area >= big / 3]
+    return float(max(heights) if len(heights) <= 2 else np.median(heights))
 
 
 def _merge(groups: list[_Group], line_h: float) -> list[_Group]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,24 @@ def release_checkpoint(ckpt: dict[str, Any], metrics: dict[str, Any]) -> dict[st
         "card": card,
         "train_state": {"epoch": ckpt.get("train_state", {}).get("epoch"), "history": history},
     }
+
+
+def init_weights(model: nn.Module, source: str) -> None:
+    """Load the inference weights of a checkpoint, or of a shipped model by name ('default'), into `model`
+    to fine-tune it; the checkpoint must be for the same model with the same options."""
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        path = Path(str(resources.files("digitrec") / "weights" / f"{source}.pt"))
+        if not path.is_file():
+            raise DigitrecError(f"init {source!r}: neither a checkpoint file nor a shipped model name (default)")
+    ckpt = load_checkpoint(path)
+    spec, want = ckpt.get("model") or {}, getattr(model, "digitrec_spec", {})
+    if spec.get("name") != want.get("name") or spec.get("args") != want.get("args"):
+        raise DigitrecError(
+            f"init checkpoint {path} is for model {spec.get('name')!r} {spec.get('args')}, but this run builds "
+            f"{want.get('name')!r} {want.get('args')}; pass --model and --model-arg to match it"
+        )
+    load_weights(model, inference_state(ckpt), f"init checkpoint {path}")
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -35,7 +35,7 @@ from digitrec.data.negatives import touching_pairs, uniform_loss
 from digitrec.errors import DigitrecError
 from digitrec.models import create_model, num_params
 from digitrec.models.inference import batched_logits
-from digitrec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, unwrap
+from digitrec.training.checkpoint import init_weights, load_checkpoint, load_weights, save_checkpoint, unwrap
 from digitrec.training.distributed import World, all_reduce_sum, setup, teardown, world_from_env
 from digitrec.training.optim import EMA, build_optimizer, build_scheduler
 
@@ -142,7 +142,11 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
         )
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, **cfg.model_args).to(device)
+    model = create_model(cfg.model, **cfg.model_args)
+    if cfg.init and resume is None:
+        init_weights(model, cfg.init)
+        log(f"starting from the weights of {cfg.init}")
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg)
