@@ -76,7 +76,8 @@ class TrainConfig:
     progress: bool = _opt(True, "show a progress bar (a line per epoch when not on a terminal)")
     tensorboard: bool = _opt(True, "write TensorBoard event files into the run folder")
     init: str = _opt("", "start from the weights of this checkpoint (its EMA weights when it kept one) or of a "
-                         "shipped model ('default'), for fine-tuning; the model and its options must match")
+                         "shipped model ('default'), for fine-tuning; the model and its options must match "
+                         "(--resume, which restores everything, takes precedence)")
     eval_test: bool = _opt(True, "evaluate the best checkpoint on the test set when training ends")
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation settings"})
 
