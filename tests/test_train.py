@@ -152,6 +152,7 @@ def test_init_from_another_model_or_a_bad_name_is_refused(tmp_path, mnist_dir):
         train(small(tmp_path, mnist_dir, name="b", model="cnn5", init=first["best_checkpoint"]), log=quiet)
     with pytest.raises(DigitrecError, match="neither a checkpoint file nor a shipped model name"):
         train(small(tmp_path, mnist_dir, name="c", init="no-such-model"), log=quiet)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # a failed start writes nothing
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tmp_path, mnist_dir):

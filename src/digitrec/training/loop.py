@@ -124,10 +124,6 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
             f"run folder {run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
             "or --name for a new one"
         )
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg.to_dict(), run_dir / "config.yaml")
-
     splits = load_splits(cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.split_seed, log=log)
     train_split = splits["train"]
     if cfg.train_subset:
@@ -157,6 +153,9 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
     state = TrainState()
     if resume is not None:
         state = _restore(Path(resume), cfg, model, opt, sched, scaler, ema, log)
+    if world.is_main:  # only once the data, the model and any checkpoint have loaded: a failed start leaves no folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg.to_dict(), run_dir / "config.yaml")
     net: nn.Module = model
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
