@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from digitrec.data.lines import LINE_H, to_line_height
 from digitrec.errors import DigitrecError
 from digitrec.exporter import open_onnx_session
 from digitrec.models.linenet import LineNet, greedy_decode
-from digitrec.training.checkpoint import load_checkpoint
+from digitrec.training.checkpoint import load_checkpoint, shipped_weights
 
 SHIPPED = ("lines.onnx", "lines.pt")  # the first that exists is used
 PARITY = 1e-4  # largest difference in log-probability allowed between an export and its model
@@ -36,8 +35,7 @@ class LineReader:
     def load(cls, path: str | Path | None = None) -> LineReader:
         """A LineNet checkpoint (`digitrec train-lines`) or its .onnx export; the shipped one by default."""
         if path is None:
-            folder = resources.files("digitrec") / "weights"
-            path = next((Path(str(folder / n)) for n in SHIPPED if (folder / n).is_file()), Path(str(folder / SHIPPED[1])))
+            path = next((p for p in map(shipped_weights, SHIPPED) if p.is_file()), shipped_weights(SHIPPED[1]))
         path = Path(path)
         if path.suffix == ".onnx":
             if not path.is_file():

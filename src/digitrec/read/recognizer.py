@@ -6,7 +6,6 @@ same whichever backend runs the network.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from digitrec.read.lines import LineReader
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, tallest_px
+from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
 BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-1.pt")}
@@ -161,8 +161,7 @@ def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
 def resolve_model(model: str | Path) -> list[Path]:
     """The weight files behind a model name or path, with a clear error when there are none."""
     if str(model) in BUILTIN:
-        folder = resources.files("digitrec") / "weights"
-        paths = [Path(str(folder / name)) for name in BUILTIN[str(model)]]
+        paths = [shipped_weights(name) for name in BUILTIN[str(model)]]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             raise DigitrecError(f"model {model!r}: the package is missing its weight files {missing}; reinstall digitrec")

@@ -98,21 +98,31 @@ def release_checkpoint(ckpt: dict[str, Any], metrics: dict[str, Any]) -> dict[st
     }
 
 
+def shipped_weights(name: str) -> Path:
+    """The path of a weight file shipped inside the package (src/digitrec/weights/NAME), present or not."""
+    return Path(str(resources.files("digitrec") / "weights" / name))
+
+
+def check_model(ckpt: dict[str, Any], model: nn.Module, source: str, hint: str) -> None:
+    """Raise a DigitrecError when the checkpoint is for another registered model or other model options."""
+    spec, want = ckpt.get("model") or {}, getattr(model, "digitrec_spec", {})
+    if spec.get("name") != want.get("name") or spec.get("args") != want.get("args"):
+        raise DigitrecError(
+            f"{source} is for model {spec.get('name')!r} {spec.get('args')}, but this run builds "
+            f"{want.get('name')!r} {want.get('args')}; {hint}"
+        )
+
+
 def init_weights(model: nn.Module, source: str) -> None:
     """Load the inference weights of a checkpoint, or of a shipped model by name ('default'), into `model`
     to fine-tune it; the checkpoint must be for the same model with the same options."""
     path = Path(source)
     if not path.suffix and not path.exists():
-        path = Path(str(resources.files("digitrec") / "weights" / f"{source}.pt"))
+        path = shipped_weights(f"{source}.pt")
         if not path.is_file():
             raise DigitrecError(f"init {source!r}: neither a checkpoint file nor a shipped model name (default)")
     ckpt = load_checkpoint(path)
-    spec, want = ckpt.get("model") or {}, getattr(model, "digitrec_spec", {})
-    if spec.get("name") != want.get("name") or spec.get("args") != want.get("args"):
-        raise DigitrecError(
-            f"init checkpoint {path} is for model {spec.get('name')!r} {spec.get('args')}, but this run builds "
-            f"{want.get('name')!r} {want.get('args')}; pass --model and --model-arg to match it"
-        )
+    check_model(ckpt, model, f"init checkpoint {path}", "pass --model and --model-arg to match it")
     load_weights(model, inference_state(ckpt), f"init checkpoint {path}")
 
 

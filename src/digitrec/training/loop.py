@@ -35,7 +35,7 @@ from digitrec.data.negatives import touching_pairs, uniform_loss
 from digitrec.errors import DigitrecError
 from digitrec.models import create_model, num_params
 from digitrec.models.inference import batched_logits
-from digitrec.training.checkpoint import init_weights, load_checkpoint, load_weights, save_checkpoint, unwrap
+from digitrec.training.checkpoint import check_model, init_weights, load_checkpoint, load_weights, save_checkpoint, unwrap
 from digitrec.training.distributed import World, all_reduce_sum, setup, teardown, world_from_env
 from digitrec.training.optim import EMA, build_optimizer, build_scheduler
 
@@ -355,13 +355,7 @@ def _checkpoint(cfg, model, opt, sched, scaler, ema, state: TrainState) -> dict[
 def _restore(path: Path, cfg, model, opt, sched, scaler, ema, log: Log) -> TrainState:
     """Load everything a checkpoint holds into the freshly built objects, after checking it fits."""
     ckpt = load_checkpoint(path)
-    spec = ckpt.get("model", {})
-    want = model.digitrec_spec
-    if spec.get("name") != want["name"] or spec.get("args") != want["args"]:
-        raise DigitrecError(
-            f"checkpoint {path} is for model {spec.get('name')!r} {spec.get('args')}, but this run builds "
-            f"{want['name']!r} {want['args']}; resume with the checkpoint's own model"
-        )
+    check_model(ckpt, model, f"checkpoint {path}", "resume with the checkpoint's own model")
     load_weights(model, ckpt["model_state"], f"checkpoint {path}")
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
