@@ -1,7 +1,6 @@
 """Ink extraction (polarity, uneven light, noise) and the MNIST 28x28 recipe, with golden arrays."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,17 +177,6 @@ def test_to_mnist_of_an_empty_box_is_blank() -> None:
     assert not to_mnist(ink, (0, 0, 20, 20)).any()
     assert not to_mnist(ink, (500, 500, 10, 10)).any()
     assert not crop_to_mnist(np.zeros((0, 5), np.float32)).any()
-
-
-def test_preprocess_and_to_mnist_are_fast_for_a_canvas() -> None:
-    canvas = _ring_image()
-    _mnist_of(canvas)
-    runs = []
-    for _ in range(15):
-        start = time.perf_counter()
-        _mnist_of(canvas)
-        runs.append(time.perf_counter() - start)
-    assert np.median(runs) < 0.015  # about 2 ms on one core; generous for a shared CI machine
 
 
 @pytest.mark.parametrize("shape,size", [((24, 110), 8), ((28, 125), 9), ((24, 24), 8), ((5, 7), 9), ((40, 30), 3)])

@@ -103,17 +103,14 @@ def test_transparent_canvas_with_white_strokes_uses_alpha_as_ink() -> None:
     assert ink[25, 22] == pytest.approx(1.0)
 
 
-def test_large_photo_is_shrunk_to_working_size_quickly() -> None:
+def test_large_photo_is_decoded_at_working_size() -> None:
     rng = np.random.default_rng(0)
     photo = (200 + rng.integers(0, 20, (3000, 4000), dtype=np.uint8)).astype(np.uint8)
     photo[1000:2000, 1500:1700] = 20
     data = _encode(Image.fromarray(photo).convert("RGB"), "JPEG", quality=90)
-    start = time.perf_counter()
     decoded = decode(data, max_side=WORK_SIDE)
-    elapsed = time.perf_counter() - start
     assert decoded.input_shape == (3000, 4000)
     assert max(decoded.gray.shape) == WORK_SIDE and decoded.gray.shape == (750, 1000)
-    assert elapsed < 1.0  # DCT-scaled decoding: tens of ms; decoding 12 MP in full takes several times more
 
 
 @pytest.mark.parametrize("source,match", [
