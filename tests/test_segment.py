@@ -1,6 +1,7 @@
 """Segmentation of one line of digits: order, merging broken digits, splitting touching ones, specks, dashes."""
 from __future__ import annotations
 
+import itertools
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from PIL import Image, ImageDraw
 from digitrec.errors import DigitrecError
 from digitrec.data.frame import crop_to_mnist
 from digitrec.read.normalize import preprocess, to_mnist
-from digitrec.read.segment import Box, bounding_box, segment, segment_pieces
+from digitrec.read.segment import Box, _search, bounding_box, segment, segment_pieces
 
 RING = (60, 100)  # a "0": 60 wide, 100 tall
 
@@ -222,3 +223,25 @@ def test_a_cut_path_finds_the_winding_gap_between_two_strokes(height) -> None:
     paths, crossed = _cut_paths(ink, [40], bend=30)
     assert paths[0].shape == (height,)
     assert np.abs(paths[0] - gap).max() <= 3 and crossed[0] < 0.05 * height
+
+
+def _path_cost(ink: np.ndarray, path: np.ndarray, start: int, bend: int, step: float) -> float:
+    """What _search minimises: the ink under the path (1e3 outside the box), `step` per cell off the start
+    column and per diagonal move."""
+    h, w = ink.shape
+    cells = [ink[r, x] if 0 <= x < w else 1e3 for r, x in enumerate(path)]
+    return float(sum(cells) + step * (np.sum(path != start) + np.sum(np.abs(np.diff(path)))))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cut_path_search_finds_the_least_cost_path(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    h, w, bend, step = 5, 9, 2, 0.02
+    ink = (rng.random((h, w)) * (rng.random((h, w)) < 0.5)).astype(np.float32)
+    starts = [1, 4, 7]
+    for start, path in zip(starts, _search(ink, starts, bend, step)):
+        assert np.all(np.abs(np.diff(path)) <= 1) and np.all(np.abs(path - start) <= bend)
+        best = min(_path_cost(ink, np.array(p), start, bend, step)
+                   for p in itertools.product(range(start - bend, start + bend + 1), repeat=h)
+                   if all(abs(a - b) <= 1 for a, b in zip(p, p[1:])))
+        assert _path_cost(ink, path, start, bend, step) == pytest.approx(best, abs=1e-5)

@@ -443,25 +443,29 @@ def _search(own_ink: np.ndarray, starts: list[int], bend: int, step: float) -> l
     padded = np.pad(own_ink, ((0, 0), (bend, bend)), constant_values=np.float32(1e3))  # never leave the box
     cols = np.asarray(starts)[:, None] + np.arange(2 * bend + 1)[None, :]  # [K, B] in padded coordinates
     cost = padded[:, cols] + np.float32(step) * (np.abs(np.arange(-bend, bend + 1)) > 0)  # [H, K, B]
-    acc = cost[0].copy()
-    back = np.zeros((h, len(starts), 2 * bend + 1), np.int8)
-    from_left = np.full_like(acc, np.inf)
-    from_right = np.full_like(acc, np.inf)
+    # Forward pass: hist[r] holds the least path cost to each cell of row r, padded with inf on both sides.
+    # min(a, b) + step == min(a + step, b + step) exactly (rounding is monotonic), so the diagonal moves
+    # cost one addition per row; the back pointers are then derived for all rows at once.
+    k, width = cost.shape[1:]
+    hist = np.full((h, k, width + 2), np.inf, np.float32)
+    hist[0, :, 1:-1] = cost[0]
     for r in range(1, h):
-        from_left[:, 1:] = acc[:, :-1] + step  # the path was one column to the left on the row above
-        from_right[:, :-1] = acc[:, 1:] + step
-        best = np.minimum(np.minimum(from_left, from_right), acc)
-        back[r] = np.where(best == acc, 0, np.where(best == from_left, -1, 1))  # straight down on ties
-        acc = best + cost[r]
-    paths = []
-    for i, start in enumerate(starts):
-        x = int(acc[i].argmin())
-        xs = np.empty(h, np.int64)
-        for r in range(h - 1, -1, -1):
-            xs[r] = x
-            x += int(back[r, i, x])
-        paths.append(xs + start - bend)
-    return paths
+        prev = hist[r - 1]
+        best = np.minimum(prev[:, 1:-1], np.minimum(prev[:, :-2], prev[:, 2:]) + step)
+        np.add(best, cost[r], out=hist[r, :, 1:-1])
+    prev = hist[:-1]
+    straight, from_left, from_right = prev[..., 1:-1], prev[..., :-2] + step, prev[..., 2:] + step
+    best = np.minimum(np.minimum(from_left, from_right), straight)
+    turn = best != straight  # straight down on ties; else from the left (-1) before from the right (+1)
+    back = np.zeros((h, k, width), np.int8)
+    back[1:] = turn.view(np.int8) - 2 * (turn & (best == from_left)).view(np.int8)
+    x = hist[-1, :, 1:-1].argmin(1)  # each start's best last-row column; then walk back up, all starts at once
+    rows = np.arange(k)
+    xs = np.empty((h, k), np.int64)
+    for r in range(h - 1, -1, -1):
+        xs[r] = x
+        x = x + back[r, rows, x]
+    return [xs[:, i] + start - bend for i, start in enumerate(starts)]
 
 
 def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int, int], float]:
