@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import struct
@@ -323,6 +324,15 @@ def test_worker_settings_travel_in_the_environment_with_the_key_apart(monkeypatc
 
 
 # ---- health, metrics, docs, page -------------------------------------------------------------------
+def test_start_up_freezes_what_it_loaded_out_of_the_garbage_collector(recognizer, monkeypatch):
+    gc.unfreeze()
+    monkeypatch.setattr(app_module, "load_recognizer", lambda s: recognizer)
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(ServeSettings(model="m", backend=BACKEND))):
+        assert gc.get_freeze_count() > 0  # the interpreter's, torch's and the model's objects
+    gc.unfreeze()
+
+
 def test_health_and_readiness(client, model_name):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "model": model_name, "backend": BACKEND}

@@ -6,6 +6,7 @@ event loop only moves bytes. All state lives on `app.state`; the module holds no
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -143,6 +144,10 @@ def create_app(settings: ServeSettings, recognizer: Any = None) -> FastAPI:
             app.state.recognizer = await anyio.to_thread.run_sync(load_recognizer, settings)
         app.state.limiter = anyio.CapacityLimiter(settings.threads)
         await anyio.to_thread.run_sync(_warm_up, app.state.recognizer)
+        # What is loaded now (torch, ONNX Runtime, the model, the app) lives as long as the worker: moved out of
+        # the collector's reach, its full passes stop adding ~10 ms pauses to the slowest requests.
+        gc.collect()
+        gc.freeze()
         metrics.backend = getattr(getattr(app.state.recognizer, "backend", None), "name", settings.backend)
         metrics.ready = True
         log.info("digitrec: serving model %r on the %s backend", settings.model, metrics.backend)
