@@ -413,17 +413,20 @@ def _source(model: nn.Module | str | Path | Sequence[str | Path]) -> tuple[nn.Mo
         from digitrec.read.recognizer import BUILTIN, resolve_model  # the shipped weights live with the reader
 
         paths = resolve_model(model)
-        stem = str(model) if str(model) in BUILTIN else str(Path(model).with_suffix(""))
+        builtin = str(model) in BUILTIN
+        stem = str(model) if builtin else str(Path(model).with_suffix(""))
     else:
-        paths, stem = [Path(p) for p in model], "ensemble"
+        paths, stem, builtin = [Path(p) for p in model], "ensemble", False
     if not paths:
         raise DigitrecError("export: no checkpoint given")
+    # A shipped model's files are named as the package names them, not by where this machine installed it.
+    sources = [p.name if builtin else str(p) for p in paths]
     ckpts = [load_checkpoint(p) for p in paths]
     models = [model_from_checkpoint(c, source=f"checkpoint {p}").float() for c, p in zip(ckpts, paths)]
     cards = [c.get("card", {}) for c in ckpts]
     if len(models) == 1:
-        return models[0], cards[0], [str(paths[0])], stem
-    return _Ensemble(models).eval(), {"ensemble": cards}, [str(p) for p in paths], stem
+        return models[0], cards[0], sources, stem
+    return _Ensemble(models).eval(), {"ensemble": cards}, sources, stem
 
 
 def _out_path(out: str | Path | None, fmt: Format, stem: str) -> Path:
