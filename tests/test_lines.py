@@ -167,7 +167,25 @@ def test_count_cuts_a_piece_segmentation_keeps_whole() -> None:
     assert len(seg.segment_pieces(ink, mask, score, count=lambda _l: None)) == 1
 
 
-@pytest.mark.parametrize("name, truth, merged", [("touching_233.jpg", "233", "23"), ("touching_616.jpg", "616", "66")])
+def test_count_cuts_a_piece_too_narrow_to_be_two_digits_on_its_own() -> None:
+    # A block 0.8 line heights wide (two touching 1s are as narrow): segmentation never proposes a cut in it,
+    # but when the line reader counts two digits there, it is cut after all rather than the count ignored.
+    ink = np.zeros((40, 40), np.float32)
+    ink[5:35, 5:29] = 1.0
+    mask = ink > 0
+
+    def score(crops: list[np.ndarray]) -> np.ndarray:
+        return np.tile(np.eye(10)[1] * 0.9 + 0.01, (len(crops), 1))
+
+    assert len(seg.segment_pieces(ink, mask, score, count=lambda _l: 1)) == 1
+    pieces = seg.segment_pieces(ink, mask, score, count=lambda _l: 2)
+    assert len(pieces) == 2
+    left, right = (p.box for p in pieces)
+    assert left.x == 5 and left.x + left.w <= right.x + 1 and right.x + right.w == 29
+
+
+@pytest.mark.parametrize("name, truth, merged", [("touching_233.jpg", "233", "23"), ("touching_616.jpg", "616", "66"),
+                                                 ("touching_11119.jpg", "11119", "1149")])
 def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, merged: str) -> None:
     # Lines of the development set (benchmarks/read_sets.py --seed 12345, MNIST test digits) where two digits
     # touch: the classifier alone takes the pair for one digit; the line reader's count splits it.

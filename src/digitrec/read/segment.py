@@ -25,6 +25,7 @@ TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
 WIDE = 0.9  # groups wider than this times the line height may be several touching digits
+LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
@@ -106,7 +107,8 @@ def segment_pieces(
     left-to-right path wins, so broken digits are joined and touching ones split by the same rule. The
     classifier sees each candidate once, in at most two batches, and only where it can change the answer;
     without `score`, gaps are never bridged. Given `count` (and `score`), the best path with as many digits
-    as `count` says the line holds wins, when there is one."""
+    as `count` says the line holds wins, when there is one; when the cuts allow none, groups down to
+    LOOSE_WIDE line heights wide are cut too (two touching 1s are narrower than one wide digit)."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -122,6 +124,10 @@ def segment_pieces(
     edges = _edges(atoms, line_h, score is not None)
     rater = _Rater(atoms, values, score)
     digits = count(_digits_ink(groups, values, labels)) if count is not None and score is not None else None
+    if digits is not None and not np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1, digits]):
+        atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h, LOOSE_WIDE)]
+        edges = _edges(atoms, line_h, True)
+        rater = _Rater(atoms, values, score)
     if score is None:
         path = _best_path(edges, len(atoms) + 1)
     elif digits is None:
@@ -385,11 +391,11 @@ def _atom(g: _Group, region: np.ndarray, cut: float | None) -> _Atom:
     return _Atom(g, region, g.x0 + cols[0], g.x0 + cols[-1] + 1, g.y0 + rows[0], g.y0 + rows[-1] + 1, cut)
 
 
-def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float) -> list[_Atom]:
-    """The group whole, or, when wider than WIDE line heights, sliced along the candidate cut paths."""
+def _atoms(g: _Group, ink: np.ndarray, labels: np.ndarray, line_h: float, wide: float = WIDE) -> list[_Atom]:
+    """The group whole, or, when wider than `wide` line heights, sliced along the candidate cut paths."""
     own = np.isin(labels[g.y0:g.y1, g.x0:g.x1], g.labels)
     h_ref = max(g.h, line_h)
-    if g.w <= WIDE * h_ref:
+    if g.w <= wide * h_ref:
         return [_atom(g, own, None)]
     own_ink = np.where(own, ink[g.y0:g.y1, g.x0:g.x1], 0.0).astype(np.float32)
     profile = ndimage.uniform_filter1d(own_ink.sum(0), max(1, round(0.06 * h_ref)))
