@@ -92,3 +92,25 @@ def test_a_run_with_font_digits_trains_and_counts_them_in_its_accuracy(mnist_dir
     assert any("font digits: 40 images from 1 font files" in line for line in lines)
     assert history[1]["train_loss"] < history[0]["train_loss"]
     assert 0.3 < history[1]["train_acc"] <= 1.0
+
+
+def test_a_sketch_keeps_the_strokes_outline_and_opens_their_inside():
+    from PIL import Image
+
+    from digitrec.data.fonts import _sketch
+
+    block = np.zeros((60, 60), np.uint8)
+    block[10:50, 10:50] = 255
+    for seed in range(6):  # hollow or hatched, whichever the seed draws
+        out = np.asarray(_sketch(Image.fromarray(block), 80, np.random.default_rng(seed))) > 0
+        assert not out[:10].any() and not out[50:].any()  # nothing drawn outside the stroke
+        assert out[10, 10:50].all() and out[10:50, 10].all() and out[49, 10:50].all()  # the outline is whole
+        assert out[14:46, 14:46].mean() < 0.5  # the inside is open: hollow, or hatched with gaps
+
+
+def test_sketch_digits_only_when_asked_and_the_rest_drawn_as_before():
+    plain = render_font_digits([SANS], variants=2, seed=3)
+    assert torch.equal(render_font_digits([SANS], variants=2, seed=3, sketch=0.0).images, plain.images)
+    sketched = render_font_digits([SANS], variants=2, seed=3, sketch=1.0)
+    assert sketched.labels.tolist() == plain.labels.tolist()
+    assert not torch.equal(sketched.images, plain.images)

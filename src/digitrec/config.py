@@ -65,6 +65,8 @@ class TrainConfig:
     font_digits: float = _opt(0.0, "add this fraction of each batch as digits rendered from --fonts, framed as "
                               "MNIST frames a digit (0 = off)")
     font_variants: int = _opt(16, "renderings of each digit per font (random size, pen weight, slant, rotation)")
+    font_sketch: float = _opt(0.0, "fraction of the font digits drawn as sketches: the strokes' outline, hollow or "
+                              "hatched, as outline and sketch fonts draw them (0 = off)")
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
     accumulate: int = _opt(1, "accumulate gradients over N batches per optimizer step")
     amp: str = _opt("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16 (CUDA only)")
@@ -105,6 +107,7 @@ class TrainConfig:
         _check("negatives_weight", self.negatives_weight >= 0, "a number >= 0")
         _check("font_digits", 0 <= self.font_digits <= 1, "a fraction of the batch in [0, 1]")
         _check("font_variants", self.font_variants >= 1, "an integer >= 1")
+        _check("font_sketch", 0 <= self.font_sketch <= 1, "a fraction of the font digits in [0, 1]")
         _check("fonts", not self.font_digits or bool(self.fonts), "font files or folders when font_digits > 0")
         _check("ema", self.ema == 0 or 0 < self.ema < 1, "0 (off) or a decay in (0, 1), e.g. 0.999")
         _check("warmup_epochs", self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "shorter than epochs")

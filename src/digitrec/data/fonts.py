@@ -1,7 +1,9 @@
 """Digits rendered from font files and framed as MNIST frames a digit: extra training data for the shapes
 MNIST's writers seldom used (a 1 with a flag and a foot, a closed 4, a felt-tip 8).
 
-Each (font, digit) is drawn several times at random sizes, slants and pen weights, then cropped and framed
+Each (font, digit) is drawn several times at random sizes, slants and pen weights (and, when asked, some as
+sketches: the strokes' outline alone, hollow or hatched, as outline and sketch fonts or a double-line pen
+draw them), then cropped and framed
 by `digitrec.data.frame.crop_to_mnist`, the very recipe the reader applies to the ink it finds, so the
 model is trained on what it will later be shown. The result is a `Split` of uint8 tensors like MNIST's,
 made once when training starts (a few seconds); the per-batch augmentation then varies it further.
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from digitrec.data.frame import crop_to_mnist
 from digitrec.data.mnist import Split
@@ -47,11 +50,12 @@ def resolve_fonts(patterns: Sequence[str]) -> list[Path]:
 
 
 def render_font_digits(
-    fonts: Sequence[str | Path], variants: int, seed: int = 0, log: Callable[[str], None] = print
+    fonts: Sequence[str | Path], variants: int, seed: int = 0, log: Callable[[str], None] = print,
+    sketch: float = 0.0,
 ) -> Split:
     """`variants` images of each digit 0-9 from each font, as a Split of uint8 [N, 28, 28] (white ink on
-    black) and labels; fonts without real digit glyphs (all digits drawn the same, or nothing) are skipped
-    with a note."""
+    black) and labels, a `sketch` fraction of them drawn as sketches; fonts without real digit glyphs (all
+    digits drawn the same, or nothing) are skipped with a note."""
     rng = np.random.default_rng(seed)
     images, labels, skipped = [], [], []
     for path in fonts:
@@ -60,7 +64,7 @@ def render_font_digits(
             continue
         for digit in range(10):
             for _ in range(variants):
-                images.append(_variant(str(path), str(digit), rng))
+                images.append(_variant(str(path), str(digit), rng, sketch))
                 labels.append(digit)
     if skipped:
         log(f"fonts: skipped {len(skipped)} without digit glyphs: {', '.join(skipped)}")
@@ -86,18 +90,37 @@ def has_digits(path: str | Path) -> bool:
     return len(shapes) == 10
 
 
-def _variant(path: str, text: str, rng: np.random.Generator) -> np.ndarray:
-    """One 28x28 float image of `text` in the font at `path`: random size, pen weight, slant and rotation."""
+def _variant(path: str, text: str, rng: np.random.Generator, sketch: float = 0.0) -> np.ndarray:
+    """One 28x28 float image of `text` in the font at `path`: random size, pen weight, slant and rotation;
+    with chance `sketch`, drawn as a sketch (see `_sketch`)."""
     size = int(rng.integers(*_SIZES))
     font = ImageFont.truetype(path, size)
     weight = int(rng.integers(0, max(1, size // 24) + 1)) if rng.random() < 0.4 else 0  # bolder pen
-    glyph = _draw(font, text, weight)
+    if sketch and rng.random() < sketch:
+        glyph = _sketch(_draw(font, text, max(weight, size // 20)), size, rng)
+    else:
+        glyph = _draw(font, text, weight)
     slant = float(rng.uniform(-_SLANT, _SLANT))
     w, h = glyph.size
     glyph = glyph.transform((w + int(abs(slant) * h) + 1, h), Image.Transform.AFFINE,
                             (1, slant, -slant * h if slant > 0 else 0, 0, 1, 0), Image.Resampling.BILINEAR)
     glyph = glyph.rotate(float(rng.uniform(-_ROTATE, _ROTATE)), Image.Resampling.BILINEAR, expand=True)
     return crop_to_mnist(np.asarray(glyph, np.float32) / 255)
+
+
+def _sketch(glyph: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """The glyph's strokes as their outline, a line about size/40 px wide, the inside left hollow or hatched
+    with parallel lines at a random angle and spacing (what outline and sketch fonts draw)."""
+    ink = np.asarray(glyph) > 127
+    line = max(1, round(size / 40))
+    inside = ndimage.binary_erosion(ink, iterations=line)
+    out = ink & ~inside
+    if rng.random() < 0.6:
+        yy, xx = np.mgrid[:ink.shape[0], :ink.shape[1]]
+        angle = rng.uniform(0, np.pi)
+        along = xx * np.cos(angle) + yy * np.sin(angle)
+        out |= inside & (along % (line * rng.uniform(3, 6)) < line)
+    return Image.fromarray(out.astype(np.uint8) * 255)
 
 
 def _draw(font: ImageFont.FreeTypeFont, text: str, weight: int) -> Image.Image:

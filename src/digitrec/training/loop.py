@@ -209,7 +209,7 @@ def _font_digits(cfg: TrainConfig, device: torch.device, log: Log) -> Split | No
     if not cfg.font_digits:
         return None
     files = resolve_fonts(cfg.fonts)
-    digits = render_font_digits(files, cfg.font_variants, seed=cfg.seed, log=log)
+    digits = render_font_digits(files, cfg.font_variants, seed=cfg.seed, log=log, sketch=cfg.font_sketch)
     log(f"font digits: {len(digits):,} images from {len(files)} font files; {cfg.font_digits:g} of each batch")
     return digits.to(device)
 
