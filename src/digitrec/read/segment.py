@@ -25,7 +25,8 @@ TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
 WIDE = 0.9  # groups wider than this times the line height may be several touching digits
-LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow
+LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow:
+LOOSE_EXTRA = 1  # the widest LOOSE_EXTRA x (digits missing) + 1 of them
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
@@ -120,14 +121,20 @@ def segment_pieces(
     if not groups:
         return []
     values = np.asarray(ink, np.float32)
-    atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h)]
+    parts = [_atoms(g, values, labels, line_h) for g in groups]
+    atoms = [atom for part in parts for atom in part]
     edges = _edges(atoms, line_h, score is not None)
-    rater = _Rater(atoms, values, score)
     digits = count(_digits_ink(groups, values, labels)) if count is not None and score is not None else None
-    if digits is not None and not np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1, digits]):
-        atoms = [atom for g in groups for atom in _atoms(g, values, labels, line_h, LOOSE_WIDE)]
-        edges = _edges(atoms, line_h, True)
-        rater = _Rater(atoms, values, score)
+    if digits is not None:
+        reach = np.flatnonzero(np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1]))
+        short = digits - int(reach.max()) if reach.size else 0
+        if short > 0:  # cut the widest whole groups, a few more than the digits missing
+            whole = sorted((k for k, part in enumerate(parts) if len(part) == 1), key=lambda k: -groups[k].w)
+            for k in whole[:LOOSE_EXTRA * short + 1]:
+                parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
+            atoms = [atom for part in parts for atom in part]
+            edges = _edges(atoms, line_h, True)
+    rater = _Rater(atoms, values, score)
     if score is None:
         path = _best_path(edges, len(atoms) + 1)
     elif digits is None:
