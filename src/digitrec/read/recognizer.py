@@ -21,7 +21,8 @@ from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pi
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
-BUILTIN = {"default": ("default.pt",), "default-ensemble": ("default.pt", "ensemble-2.pt", "ensemble-1.pt")}
+BUILTIN = {"default": ("default.pt",),
+           "default-ensemble": ("default.pt", "ensemble-3.pt", "ensemble-2.pt", "ensemble-1.pt")}
 
 
 @dataclass
