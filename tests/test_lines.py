@@ -148,16 +148,23 @@ def test_counted_path_takes_the_best_path_with_that_many_digits() -> None:
     assert seg._counted_path(edges, atoms, _Rated(), 5) == [0, 2, 3]  # no path that long: the best of any length
 
 
+def _block(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ink and mask of a solid block 30 px high and `width` wide, 5 px from the top-left corner."""
+    ink = np.zeros((40, width + 16), np.float32)
+    ink[5:35, 5:5 + width] = 1.0
+    return ink, ink > 0
+
+
+def _sure(digit: int):
+    """A stand-in classifier that reads every crop as `digit` at 0.91."""
+    return lambda crops: np.tile(np.eye(10)[digit] * 0.9 + 0.01, (len(crops), 1))
+
+
 def test_count_cuts_a_piece_segmentation_keeps_whole() -> None:
     # A solid block a little wider than high: cutting it costs a full column of ink, so segmentation alone
     # keeps it whole; told the line holds two digits, it cuts it in two, left to right.
-    ink = np.zeros((40, 50), np.float32)
-    ink[5:35, 5:39] = 1.0
-    mask = ink > 0
-
-    def score(crops: list[np.ndarray]) -> np.ndarray:
-        return np.tile(np.eye(10)[8] * 0.9 + 0.01, (len(crops), 1))
-
+    ink, mask = _block(34)
+    score = _sure(8)
     assert len(seg.segment_pieces(ink, mask, score)) == 1
     seen = []
     pieces = seg.segment_pieces(ink, mask, score, count=lambda line: seen.append(line.shape) or 2)
@@ -170,13 +177,8 @@ def test_count_cuts_a_piece_segmentation_keeps_whole() -> None:
 def test_count_cuts_a_piece_too_narrow_to_be_two_digits_on_its_own() -> None:
     # A block 0.8 line heights wide (two touching 1s are as narrow): segmentation never proposes a cut in it,
     # but when the line reader counts two digits there, it is cut after all rather than the count ignored.
-    ink = np.zeros((40, 40), np.float32)
-    ink[5:35, 5:29] = 1.0
-    mask = ink > 0
-
-    def score(crops: list[np.ndarray]) -> np.ndarray:
-        return np.tile(np.eye(10)[1] * 0.9 + 0.01, (len(crops), 1))
-
+    ink, mask = _block(24)
+    score = _sure(1)
     assert len(seg.segment_pieces(ink, mask, score, count=lambda _l: 1)) == 1
     pieces = seg.segment_pieces(ink, mask, score, count=lambda _l: 2)
     assert len(pieces) == 2
