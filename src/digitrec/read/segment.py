@@ -26,7 +26,7 @@ SPECK = 0.15  # groups under this fraction of the median group area, and short, 
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
 WIDE = 0.9  # groups wider than this times the line height may be several touching digits
 LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow:
-LOOSE_EXTRA = 1  # the widest LOOSE_EXTRA x (digits missing) + 1 of them
+LOOSE_EXTRA = 1  # then the widest LOOSE_EXTRA x (digits missing) + 1 groups kept whole are cut
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
@@ -108,8 +108,9 @@ def segment_pieces(
     left-to-right path wins, so broken digits are joined and touching ones split by the same rule. The
     classifier sees each candidate once, in at most two batches, and only where it can change the answer;
     without `score`, gaps are never bridged. Given `count` (and `score`), the best path with as many digits
-    as `count` says the line holds wins, when there is one; when the cuts allow none, groups down to
-    LOOSE_WIDE line heights wide are cut too (two touching 1s are narrower than one wide digit)."""
+    as `count` says the line holds wins, when there is one; when the cuts allow too few digits, the widest
+    groups kept whole (down to LOOSE_WIDE line heights) are cut too: two touching 1s are narrower than one
+    wide digit."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -128,7 +129,7 @@ def segment_pieces(
     if digits is not None:
         reach = np.flatnonzero(np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1]))
         short = digits - int(reach.max()) if reach.size else 0
-        if short > 0:  # cut the widest whole groups, a few more than the digits missing
+        if short > 0:  # cut the widest groups kept whole, one more than the digits missing
             whole = sorted((k for k, part in enumerate(parts) if len(part) == 1), key=lambda k: -groups[k].w)
             for k in whole[:LOOSE_EXTRA * short + 1]:
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
