@@ -225,7 +225,7 @@ def test_a_cut_path_finds_the_winding_gap_between_two_strokes(height) -> None:
     assert np.abs(paths[0] - gap).max() <= 3 and crossed[0] < 0.05 * height
 
 
-def _path_cost(ink: np.ndarray, path: np.ndarray, start: int, bend: int, step: float) -> float:
+def _path_cost(ink: np.ndarray, path: np.ndarray, start: int, step: float) -> float:
     """What _search minimises: the ink under the path (1e3 outside the box), `step` per cell off the start
     column and per diagonal move."""
     h, w = ink.shape
@@ -241,7 +241,7 @@ def test_cut_path_search_finds_the_least_cost_path(seed: int) -> None:
     starts = [1, 4, 7]
     for start, path in zip(starts, _search(ink, starts, bend, step)):
         assert np.all(np.abs(np.diff(path)) <= 1) and np.all(np.abs(path - start) <= bend)
-        best = min(_path_cost(ink, np.array(p), start, bend, step)
+        best = min(_path_cost(ink, np.array(p), start, step)
                    for p in itertools.product(range(start - bend, start + bend + 1), repeat=h)
                    if all(abs(a - b) <= 1 for a, b in zip(p, p[1:])))
-        assert _path_cost(ink, path, start, bend, step) == pytest.approx(best, abs=1e-5)
+        assert _path_cost(ink, path, start, step) == pytest.approx(best, abs=1e-5)

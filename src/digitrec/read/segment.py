@@ -25,8 +25,7 @@ TINY = 0.02  # components under this fraction of the largest are noise
 SPECK = 0.15  # groups under this fraction of the median group area, and short, are specks
 SHORT = 0.35  # groups shorter than this fraction of the line height are dashes, dots or underlines
 WIDE = 0.9  # groups wider than this times the line height may be several touching digits
-LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow:
-LOOSE_EXTRA = 1  # then the widest LOOSE_EXTRA x (digits missing) + 1 groups kept whole are cut
+LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
 MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
@@ -131,7 +130,7 @@ def segment_pieces(
         short = digits - int(reach.max()) if reach.size else 0
         if short > 0:  # cut the widest groups kept whole, one more than the digits missing
             whole = sorted((k for k, part in enumerate(parts) if len(part) == 1), key=lambda k: -groups[k].w)
-            for k in whole[:LOOSE_EXTRA * short + 1]:
+            for k in whole[:short + 1]:
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
             atoms = [atom for part in parts for atom in part]
             edges = _edges(atoms, line_h, True)
