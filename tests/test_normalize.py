@@ -118,6 +118,17 @@ def test_noise_specks_and_grain_are_removed() -> None:
     assert _bbox(mask.astype(float)) == _bbox(clean_mask.astype(float))
 
 
+def test_a_big_digit_drawn_across_the_canvas_edge_is_ink_not_blank() -> None:
+    im = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(im).ellipse((-6, 20, 285, 272), outline=0, width=60)  # a bold 0 running off both sides
+    gray = np.asarray(im)
+    ring = np.concatenate([gray[:11].ravel(), gray[-11:].ravel(), gray[:, :11].ravel(), gray[:, -11:].ravel()])
+    assert 0.1 < (ring < 128).mean() < 0.2  # more than a tenth of the border is ink
+    ink, mask = preprocess(gray)
+    assert (mask == (gray < 128)).mean() > 0.99
+    assert mask[140, :40].all() and not mask[140, 120:160].any()  # the stroke, and the hole inside it
+
+
 @pytest.mark.parametrize("kind", ["white", "gray", "noise", "gradient"])
 def test_blank_pages_have_no_ink(kind: str) -> None:
     rng = np.random.default_rng(1)

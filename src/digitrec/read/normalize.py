@@ -19,6 +19,7 @@ from digitrec.read.image import WORK_SIDE, decode
 
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
+BULK = 0.02  # ...or spread of the border's middle 60 %: one grey level that ink reaches the edge across
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
 FAINT, SOFT = 0.3, 6.0  # ink fainter than FAINT whose edges are wider than SOFT px is a shadow or a blotch
 SPECK = 0.02  # components under this fraction of the largest one are noise
@@ -91,8 +92,8 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """How far each pixel is from the local paper towards the ink's side (>0 = inky), and the noise sigma."""
     b = max(1, round(BORDER * min(gray.shape)))
     ring = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
-    lo, level, hi = _quantiles(ring, (0.1, 0.5, 0.9))
-    if hi - lo <= FLAT:
+    lo, q20, level, q80, hi = _quantiles(ring, (0.1, 0.2, 0.5, 0.8, 0.9))
+    if hi - lo <= FLAT or q80 - q20 <= BULK:  # the second: a big digit drawn across the edge of a clean canvas
         noise = 1.4826 * _quantiles(np.abs(ring - level), (0.5,))[0]
         if _dark_ink(gray[::2, ::2] - level, noise):
             return level - gray, noise
