@@ -152,6 +152,17 @@ def test_soft_faint_blotches_are_not_ink_but_faint_pencil_is() -> None:
     assert mask[100:200, 145:152].all() and mask.sum() == 100 * 7
 
 
+def test_fainter_texture_needs_sharper_edges_to_count_as_ink() -> None:
+    strip = np.asarray(Image.open(GOLDEN / "texture_strip.jpg"))  # a 70x345 strip of paper grain, 14 % dark at most
+    ink, mask = preprocess(strip)
+    assert not mask.any()
+    rng = np.random.default_rng(2)
+    page = np.clip(0.93 + rng.normal(0, 0.01, strip.shape), 0, 1).astype(np.float32)
+    page[60:280, 30:36] -= 0.12  # fainter still, but with a pencil's sharp edge
+    ink, mask = preprocess(page)
+    assert mask[60:280, 30:36].all() and mask.sum() == 220 * 6
+
+
 def test_antialiased_intensity_is_kept() -> None:
     im = Image.new("L", (400, 400), 255)
     ImageDraw.Draw(im).line((100, 50, 300, 350), fill=0, width=30)  # a diagonal: antialiased by resampling

@@ -21,7 +21,10 @@ BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
 BULK = 0.02  # ...or spread of the border's middle 60 %: one grey level that ink reaches the edge across
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
-FAINT, SOFT = 0.3, 6.0  # ink fainter than FAINT whose edges are wider than SOFT px is a shadow or a blotch
+# Ink fainter than FAINT is a shadow, a blotch or paper texture when its sharpest edges take more than SOFT px to
+# rise, or for fainter ink proportionally fewer, down to SHARP: a pen's edge takes about 3 px at working size,
+# blurred or not, so the faintest ink must be that sharp to count.
+FAINT, SOFT, SHARP = 0.3, 6.0, 4.0
 SPECK = 0.02  # components under this fraction of the largest one are noise
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
@@ -61,7 +64,7 @@ def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
-    if level < FAINT and _edge_width(d, level) > SOFT:
+    if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
         return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
     mask = _clean(d > max(floor, 0.5 * t), d > t)
