@@ -129,6 +129,19 @@ def test_a_big_digit_drawn_across_the_canvas_edge_is_ink_not_blank() -> None:
     assert mask[140, :40].all() and not mask[140, 120:160].any()  # the stroke, and the hole inside it
 
 
+@pytest.mark.parametrize("name, truth", [("tight_0.jpg", "0"), ("tight_6.png", "6")])
+def test_a_digit_cropped_tight_to_its_ink_keeps_solid_strokes(name: str, truth: str) -> None:
+    # Scans of the development set (benchmarks/read_sets.py --seed 12345) cut to the ink's box, as a user crops a
+    # photo: the strokes run off all four edges, and there is no margin of paper to tell the paper's level from.
+    from digitrec.read.recognizer import Recognizer
+
+    gray = np.asarray(Image.open(GOLDEN / name).convert("L"), np.float32) / 255
+    ink, mask = preprocess(gray)
+    otsu = gray < 0.5 * (gray.min() + gray.max())  # a clean crop: midway between ink and paper splits them
+    assert (mask & otsu).sum() > 0.9 * otsu.sum() and (mask & ~otsu).sum() < 0.5 * otsu.sum()  # solid, plus edges
+    assert Recognizer.load().read(GOLDEN / name, single=True).digits == truth
+
+
 @pytest.mark.parametrize("kind", ["white", "gray", "noise", "gradient"])
 def test_blank_pages_have_no_ink(kind: str) -> None:
     rng = np.random.default_rng(1)

@@ -19,7 +19,8 @@ from digitrec.read.image import WORK_SIDE, decode
 
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
-BULK = 0.02  # ...or spread of the border's middle 60 %: one grey level that ink reaches the edge across
+MOST, STRAY = 0.6, 0.05  # ...or MOST of the border within FLAT / 2 of its median and under STRAY beyond that on
+# the paper's side: flat paper that ink runs off the edge of (uneven paper strays to both sides)
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
 # Ink fainter than FAINT is a shadow, a blotch or paper texture when its sharpest edges take more than SOFT px to
 # rise, or for fainter ink proportionally fewer, down to SHARP: a pen's edge takes about 3 px at working size,
@@ -95,8 +96,8 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """How far each pixel is from the local paper towards the ink's side (>0 = inky), and the noise sigma."""
     b = max(1, round(BORDER * min(gray.shape)))
     ring = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
-    lo, q20, level, q80, hi = _quantiles(ring, (0.1, 0.2, 0.5, 0.8, 0.9))
-    if hi - lo <= FLAT or q80 - q20 <= BULK:  # the second: a big digit drawn across the edge of a clean canvas
+    lo, level, hi = _quantiles(ring, (0.1, 0.5, 0.9))
+    if hi - lo <= FLAT or _ink_runs_off(ring, level):
         noise = 1.4826 * _quantiles(np.abs(ring - level), (0.5,))[0]
         if _dark_ink(gray[::2, ::2] - level, noise):
             return level - gray, noise
@@ -108,7 +109,21 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     noise = 1.4826 * _quantiles(np.abs(sample - _quantiles(sample, (0.5,))[0]), (0.5,))[0]
     dark = _dark_ink(r[::2, ::2], noise)
     r = gray - _background(gray, 80 if dark else 20)
-    return (-r if dark else r), noise
+    d = -r if dark else r
+    for _ in range(2):  # the paper's own noise: without the ink, which fills much of a tightly cropped digit
+        paper = d[::2, ::2][d[::2, ::2] < 3.0 * noise]
+        if paper.size < 16:
+            break
+        noise = min(noise, 1.4826 * _quantiles(np.abs(paper - _quantiles(paper, (0.5,))[0]), (0.5,))[0])
+    return d, noise
+
+
+def _ink_runs_off(ring: np.ndarray, level: float) -> bool:
+    """Whether the border is flat paper at `level` but for ink running off the edge (a digit cropped tight, a big
+    digit on a canvas): most of it at that level, and what is not almost all on one side of it."""
+    near = np.abs(ring - level) <= FLAT / 2
+    above = float(np.mean(ring > level + FLAT / 2))
+    return float(np.mean(near)) >= MOST and min(above, 1.0 - float(np.mean(near)) - above) < STRAY
 
 
 def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
