@@ -31,14 +31,15 @@ from digitrec.read.recognizer import Recognizer
 HERE = Path(__file__).resolve().parent
 SETS_DIR = HERE / "results" / "read_sets"
 RESULTS = HERE / "results" / "read_quality.json"
-SETS = ("scan", "canvas", "fonts", "lines", "reject")
-SINGLE = {"scan": True, "canvas": True, "fonts": True, "lines": False, "reject": False}
+SETS = ("scan", "canvas", "fonts", "lines", "reject", "cropped")
+SINGLE = {"scan": True, "canvas": True, "fonts": True, "lines": False, "reject": False, "cropped": True}
 TARGETS = {  # set: (metric, comparison, target) from the acceptance
     "scan": ("accuracy", ">=", 0.99),
     "canvas": ("accuracy", ">=", 0.995),
     "fonts": ("accuracy", ">=", 0.98),
     "lines": ("string_accuracy", ">=", 0.95),
     "reject": ("false_accepts_blank_noise", "<=", 0.0),  # the criterion; letters are reported beside it
+    "cropped": ("accuracy", ">=", 0.99),  # the scan target: "at any size and margin", here the smallest margins
 }
 LATENCY_TARGET_MS = {"one_digit": 10.0, "ten_digit_line": 30.0}  # both p50 and p99 below
 ABSTAIN = "∅"
@@ -77,6 +78,8 @@ def group_of(name: str, item: dict[str, Any], truth: str) -> str:
         return f"letter {item['letter']}" if item.get("kind") == "letter" else item.get("kind", "?")
     if name == "scan":
         return "photo" if item.get("photo") else "scan"
+    if name == "cropped":
+        return "0 px margin" if 0 in item.get("margins", ()) else "1-4 px margins"
     if name == "canvas":
         return "restroked" if item.get("pen") else "mnist-stroke"
     return f"{len(truth)} digits"

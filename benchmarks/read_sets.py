@@ -2,7 +2,8 @@
 
 Sets: scan (MNIST test digits as dark ink on scanned or photographed paper), canvas (RGBA 280x280 drawing-canvas
 exports), fonts (digits in handwriting fonts), lines (numbers of 3-10 digits on uneven paper, JPEG) and reject
-(blank pages, noise, letters: nothing to read). Only the MNIST *test* split is used, never train.
+(blank pages, noise, letters: nothing to read) and cropped (scans and photos cut 0-4 px from the ink, as a
+user crops a picture to the digit or a form's box clips it). Only the MNIST *test* split is used, never train.
 Each folder holds images, labels.json ({filename: "digits"}, "" for nothing to read) and meta.json (how each
 image was made). Every image draws from its own generator seeded by (seed, set, index), so a re-run writes the
 same bytes and --n N gives a prefix of the full set.
@@ -35,8 +36,8 @@ from digitrec.data.idx import read_idx
 from digitrec.errors import DigitrecError
 
 OUT = Path(__file__).resolve().parent / "results" / "read_sets"
-SETS = ("scan", "canvas", "fonts", "lines", "reject")
-COUNTS = {"scan": 2000, "canvas": 2000, "lines": 500, "reject": 300}
+SETS = ("scan", "canvas", "fonts", "lines", "reject", "cropped")
+COUNTS = {"scan": 2000, "canvas": 2000, "lines": 500, "reject": 300, "cropped": 1000}
 FONT_VARIANTS = 20  # images per (font, digit) in the full fonts set
 CANVAS = 280
 FONTS = (  # (Debian package, file): handwriting-style faces
@@ -292,6 +293,22 @@ def make_scan(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
 
 
+def make_cropped(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
+    """An MNIST test digit scanned or photographed as in `make_scan`, the picture cut 0-4 px from the ink on each
+    side (0: the strokes run off the edge)."""
+    idx = int(ctx.order("cropped")[i % len(ctx.labels)])
+    height = log_uniform(rng, 20, 300)
+    ink = scale_to_height(digit_ink(ctx.images[idx]), height, rng)
+    top, bottom, left, right = (int(m) for m in rng.integers(0, 5, 4))
+    layer = place(ink, ink.shape[0] + top + bottom, ink.shape[1] + left + right, top, left)
+    photo = rng.random() < 0.3
+    paper = Paper.random(rng, photo=photo)
+    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
+    meta = {"mnist_index": idx, "height": height, "margins": [top, bottom, left, right], "photo": photo,
+            **paper_meta(paper)}
+    return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
+
+
 def make_canvas(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     """An MNIST test digit as a 280x280 RGBA canvas export: transparent, black strokes, alpha = stroke."""
     idx = int(ctx.order("canvas")[i % len(ctx.labels)])
@@ -397,6 +414,7 @@ def _noise(h: int, w: int, rng: np.random.Generator, meta: dict[str, Any]) -> Sa
 
 BUILDERS: dict[str, Callable[[Context, int, np.random.Generator], Sample]] = {
     "scan": make_scan, "canvas": make_canvas, "fonts": make_font, "lines": make_line, "reject": make_reject,
+    "cropped": make_cropped,
 }
 
 
@@ -432,7 +450,7 @@ def write_set(out: Path, name: str, ctx: Context, n: int | None) -> int:
         items[fname] = {**sample.meta, "size": list(sample.image.size), "mode": sample.image.mode,
                         "format": sample.fmt, "quality": sample.quality}
     meta = {"set": name, "seed": ctx.seed, "count": len(labels), "generator": "benchmarks/read_sets.py",
-            "source": "MNIST test split" if name in ("scan", "canvas", "lines") else None, "items": items}
+            "source": "MNIST test split" if name in ("scan", "canvas", "lines", "cropped") else None, "items": items}
     if name == "fonts":
         meta["fonts"] = [{"package": pkg, "file": path} for pkg, path in ctx.fonts]
         meta["fonts_missing"] = [{"package": pkg, "file": path} for pkg, path in FONTS if (pkg, path) not in ctx.fonts]

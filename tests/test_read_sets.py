@@ -76,7 +76,7 @@ def test_labels_list_exactly_the_images(sets: Path) -> None:
 
 def test_labels_match_the_mnist_test_digits(sets: Path, mnist_dir: Path) -> None:
     truth = read_idx(mnist_dir / "t10k-labels-idx1-ubyte").numpy()
-    for name in ("scan", "canvas"):
+    for name in ("scan", "canvas", "cropped"):
         labels = json.loads((sets / name / "labels.json").read_text())
         items = json.loads((sets / name / "meta.json").read_text())["items"]
         assert {f: str(truth[items[f]["mnist_index"]]) for f in labels} == labels
@@ -103,6 +103,18 @@ def test_scan_and_reject_look_as_described(sets: Path) -> None:
     fonts = sets / "fonts" / "labels.json"
     if fonts.exists():
         assert list(json.loads(fonts.read_text()).values()) == [str(d) for d in range(N)]
+
+
+def test_cropped_digits_sit_their_margins_from_the_edge(sets: Path, mnist_dir: Path) -> None:
+    items = json.loads((sets / "cropped" / "meta.json").read_text())["items"]
+    for fname, item in items.items():
+        gray = np.asarray(Image.open(sets / "cropped" / fname).convert("L"), np.float32)
+        ink = gray < 0.5 * (float(np.median(gray)) + gray.min())
+        ys, xs = np.nonzero(ink)
+        top, bottom, left, right = item["margins"]
+        assert all(0 <= m <= 4 for m in item["margins"])
+        assert abs(ys.min() - top) <= 2 and abs(gray.shape[0] - 1 - ys.max() - bottom) <= 2
+        assert abs(xs.min() - left) <= 2 and abs(gray.shape[1] - 1 - xs.max() - right) <= 2
 
 
 def test_a_fonts_set_can_be_built_from_other_fonts(mnist_dir: Path, tmp_path: Path) -> None:

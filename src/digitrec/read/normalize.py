@@ -19,8 +19,11 @@ from digitrec.read.image import WORK_SIDE, decode
 
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
-MOST, STRAY = 0.6, 0.05  # ...or MOST of the border within FLAT / 2 of its median and under STRAY beyond that on
-# the paper's side: flat paper that ink runs off the edge of (uneven paper strays to both sides)
+# ...or flat paper that ink runs off the edge of: MOST of the border within FLAT / 2 of its median, under STRAY
+# beyond that on the paper's side (uneven paper strays to both sides), and 1 % or more of it 3 FLAT or further to
+# the other side, as only ink is.
+MOST, STRAY = 0.6, 0.05
+DENSE = 0.18  # ink on more of the image than this (a tight crop) has the noise re-measured on the paper alone
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
 # Ink fainter than FAINT is a shadow, a blotch or paper texture when its sharpest edges take more than SOFT px to
 # rise, or for fainter ink proportionally fewer, down to SHARP: a pen's edge takes about 3 px at working size,
@@ -110,20 +113,26 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     dark = _dark_ink(r[::2, ::2], noise)
     r = gray - _background(gray, 80 if dark else 20)
     d = -r if dark else r
-    for _ in range(2):  # the paper's own noise: without the ink, which fills much of a tightly cropped digit
-        paper = d[::2, ::2][d[::2, ::2] < 3.0 * noise]
-        if paper.size < 16:
-            break
-        noise = min(noise, 1.4826 * _quantiles(np.abs(paper - _quantiles(paper, (0.5,))[0]), (0.5,))[0])
+    grid = d[::4, ::4]
+    if np.count_nonzero(grid >= 3.0 * noise) > DENSE * grid.size:
+        for _ in range(2):  # the paper's own noise, without the ink that fills much of a tightly cropped digit
+            paper = grid[grid < 3.0 * noise]
+            if paper.size < 16:
+                break
+            noise = min(noise, 1.4826 * _quantiles(np.abs(paper - _quantiles(paper, (0.5,))[0]), (0.5,))[0])
     return d, noise
 
 
 def _ink_runs_off(ring: np.ndarray, level: float) -> bool:
     """Whether the border is flat paper at `level` but for ink running off the edge (a digit cropped tight, a big
-    digit on a canvas): most of it at that level, and what is not almost all on one side of it."""
-    near = np.abs(ring - level) <= FLAT / 2
-    above = float(np.mean(ring > level + FLAT / 2))
-    return float(np.mean(near)) >= MOST and min(above, 1.0 - float(np.mean(near)) - above) < STRAY
+    digit on a canvas): most of it at that level, what is not almost all on one side of it, and some of that
+    side far enough from the paper to be ink (uneven paper strays to both sides, or not far)."""
+    above, below = ring > level + FLAT / 2, ring < level - FLAT / 2
+    n_above, n_below = np.count_nonzero(above), np.count_nonzero(below)
+    if n_above + n_below > (1 - MOST) * ring.size or min(n_above, n_below) >= STRAY * ring.size:
+        return False
+    far = (ring < level - 3 * FLAT) if n_below > n_above else (ring > level + 3 * FLAT)
+    return np.count_nonzero(far) >= 0.01 * ring.size
 
 
 def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
