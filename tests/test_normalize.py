@@ -142,6 +142,16 @@ def test_a_digit_cropped_tight_to_its_ink_keeps_solid_strokes(name: str, truth: 
     assert Recognizer.load().read(GOLDEN / name, single=True).digits == truth
 
 
+def test_a_thick_stroke_on_uneven_paper_cut_tight_stays_solid() -> None:
+    h, w = 160, 100
+    yy, xx = np.mgrid[:h, :w]
+    paper = 0.78 + 0.14 * xx / w + 0.04 * np.sin(yy / 9.0)  # shaded, wavy: not one grey level
+    bar = np.abs((xx - 50) - 0.25 * (yy - 80)) < 22  # a 1 drawn with a marker, 44 px wide, edge to edge
+    gray = np.where(bar, 0.15, paper).astype(np.float32)
+    ink, mask = preprocess(gray)
+    assert (mask & bar).sum() > 0.95 * bar.sum() and (mask & ~bar).sum() < 0.05 * bar.sum()
+
+
 @pytest.mark.parametrize("kind", ["white", "gray", "noise", "gradient"])
 def test_blank_pages_have_no_ink(kind: str) -> None:
     rng = np.random.default_rng(1)

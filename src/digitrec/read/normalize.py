@@ -24,6 +24,7 @@ FLAT = 0.08  # border spread (10th to 90th percentile) under which the backgroun
 # the other side, as only ink is.
 MOST, STRAY = 0.6, 0.05
 DENSE = 0.18  # ink on more of the image than this (a tight crop) has the noise re-measured on the paper alone
+REACH = 1.5  # how far below the border's median (in its paper-side spreads) the paper may still lie
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
 # Ink fainter than FAINT is a shadow, a blotch or paper texture when its sharpest edges take more than SOFT px to
 # rise, or for fainter ink proportionally fewer, down to SHARP: a pen's edge takes about 3 px at working size,
@@ -111,7 +112,14 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     sample = r[::4, ::4].ravel()
     noise = 1.4826 * _quantiles(np.abs(sample - _quantiles(sample, (0.5,))[0]), (0.5,))[0]
     dark = _dark_ink(r[::2, ::2], noise)
-    r = gray - _background(gray, 80 if dark else 20)
+    background = _background(gray, 80 if dark else 20)
+    # Never darker (for dark ink) than the paper the border shows, mirrored about its median: inside a stroke
+    # wider than the neighbourhoods, the percentile is ink, and the stroke would come out hollow.
+    if dark:
+        background = np.maximum(background, level - REACH * (hi - level) - 0.05)
+    else:
+        background = np.minimum(background, level + REACH * (level - lo) + 0.05)
+    r = gray - background
     d = -r if dark else r
     grid = d[::4, ::4]
     if np.count_nonzero(grid >= 3.0 * noise) > DENSE * grid.size:
