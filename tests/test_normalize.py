@@ -152,6 +152,18 @@ def test_a_thick_stroke_on_uneven_paper_cut_tight_stays_solid() -> None:
     assert (mask & bar).sum() > 0.95 * bar.sum() and (mask & ~bar).sum() < 0.05 * bar.sum()
 
 
+def test_chalk_on_a_board_cut_tight_is_read_as_light_ink() -> None:
+    h, w = 150, 90
+    yy, xx = np.mgrid[:h, :w]
+    seven = (yy < 32) | (np.abs((xx - 68) + 0.25 * (yy - 32)) < 22)  # a bold chalk 7, cut to its box
+    board = 0.18 + np.random.default_rng(3).normal(0, 0.01, (h, w))
+    gray = np.where(seven, 0.9, board).astype(np.float32)
+    ring = np.concatenate([seven[:4].ravel(), seven[-4:].ravel(), seven[:, :4].ravel(), seven[:, -4:].ravel()])
+    assert 0.4 < ring.mean() < 0.5  # chalk on nearly half of the border
+    ink, mask = preprocess(gray)
+    assert (mask & seven).sum() > 0.98 * seven.sum() and (mask & ~seven).sum() < 0.02 * seven.sum()
+
+
 @pytest.mark.parametrize("kind", ["white", "gray", "noise", "gradient"])
 def test_blank_pages_have_no_ink(kind: str) -> None:
     rng = np.random.default_rng(1)

@@ -19,10 +19,11 @@ from digitrec.read.image import WORK_SIDE, decode
 
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
-# ...or flat paper that ink runs off the edge of: MOST of the border within FLAT / 2 of its median, under STRAY
-# beyond that on the paper's side (uneven paper strays to both sides), and 1 % or more of it 3 FLAT or further to
-# the other side, as only ink is.
-MOST, STRAY = 0.6, 0.05
+# ...or flat paper that ink runs off the edge of: MOST of the border (half, so that its median is paper) within
+# FLAT / 2 of its median, under STRAY
+# beyond that on the paper's side (uneven paper strays to both sides), and 1 % or more of it 3 FLAT or further
+# to the other side, as only ink is.
+MOST, STRAY = 0.5, 0.05
 DENSE = 0.18  # ink on more of the image than this (a tight crop) has the noise re-measured on the paper alone
 REACH = 1.5  # how far below the border's median (in its paper-side spreads) the paper may still lie
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
