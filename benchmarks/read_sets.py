@@ -277,6 +277,13 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> int:
 
 # --- the sets ------------------------------------------------------------------------------------------------------
 
+def scanned(layer: np.ndarray, label: str, photo: bool, rng: np.random.Generator, meta: dict[str, Any]) -> Sample:
+    """An ink layer on random paper, scanned or photographed, saved as PNG or JPEG; the paper joins `meta`."""
+    paper = Paper.random(rng, photo=photo)
+    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
+    return Sample(paper.render(layer, rng), label, fmt, quality, {**meta, **paper_meta(paper)})
+
+
 def make_scan(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     """An MNIST test digit as dark ink on paper: any size and margin, some rotated, scanned or photographed."""
     idx = int(ctx.order("scan")[i % len(ctx.labels)])
@@ -287,10 +294,8 @@ def make_scan(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
         ink = rotate(ink, angle)
     photo = rng.random() < 0.3
     layer = on_page(ink, rng) if photo else with_margins(ink, rng, 0.05, 1.2)
-    paper = Paper.random(rng, photo=photo)
-    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
-    meta = {"mnist_index": idx, "height": height, "angle": round(angle, 2), "photo": photo, **paper_meta(paper)}
-    return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
+    return scanned(layer, str(ctx.labels[idx]), photo, rng,
+                    {"mnist_index": idx, "height": height, "angle": round(angle, 2), "photo": photo})
 
 
 def make_cropped(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
@@ -302,11 +307,8 @@ def make_cropped(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     top, bottom, left, right = (int(m) for m in rng.integers(0, 5, 4))
     layer = place(ink, ink.shape[0] + top + bottom, ink.shape[1] + left + right, top, left)
     photo = rng.random() < 0.3
-    paper = Paper.random(rng, photo=photo)
-    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
-    meta = {"mnist_index": idx, "height": height, "margins": [top, bottom, left, right], "photo": photo,
-            **paper_meta(paper)}
-    return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
+    return scanned(layer, str(ctx.labels[idx]), photo, rng,
+                    {"mnist_index": idx, "height": height, "margins": [top, bottom, left, right], "photo": photo})
 
 
 def make_canvas(ctx: Context, i: int, rng: np.random.Generator) -> Sample:

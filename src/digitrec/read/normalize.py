@@ -20,9 +20,8 @@ from digitrec.read.image import WORK_SIDE, decode
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
 # ...or flat paper that ink runs off the edge of: MOST of the border (half, so that its median is paper) within
-# FLAT / 2 of its median, under STRAY
-# beyond that on the paper's side (uneven paper strays to both sides), and 1 % or more of it 3 FLAT or further
-# to the other side, as only ink is.
+# FLAT / 2 of its median, under STRAY beyond that on the paper's side (uneven paper strays to both sides), and
+# 1 % or more of it 3 FLAT or further to the other side, as only ink is.
 MOST, STRAY = 0.5, 0.05
 DENSE = 0.18  # ink on more of the image than this (a tight crop) has the noise re-measured on the paper alone
 REACH = 1.5  # how far below the border's median (in its paper-side spreads) the paper may still lie
@@ -103,7 +102,7 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     ring = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
     lo, level, hi = _quantiles(ring, (0.1, 0.5, 0.9))
     if hi - lo <= FLAT or _ink_runs_off(ring, level):
-        noise = 1.4826 * _quantiles(np.abs(ring - level), (0.5,))[0]
+        noise = _sigma(ring, level)
         if _dark_ink(gray[::2, ::2] - level, noise):
             return level - gray, noise
         return gray - level, noise
@@ -111,7 +110,7 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     # then from the paper's side of the distribution once the polarity is known.
     r = gray - _background(gray, 50)
     sample = r[::4, ::4].ravel()
-    noise = 1.4826 * _quantiles(np.abs(sample - _quantiles(sample, (0.5,))[0]), (0.5,))[0]
+    noise = _sigma(sample)
     dark = _dark_ink(r[::2, ::2], noise)
     background = _background(gray, 80 if dark else 20)
     # Never darker (for dark ink) than the paper the border shows, mirrored about its median: inside a stroke
@@ -128,7 +127,7 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
             paper = grid[grid < 3.0 * noise]
             if paper.size < 16:
                 break
-            noise = min(noise, 1.4826 * _quantiles(np.abs(paper - _quantiles(paper, (0.5,))[0]), (0.5,))[0])
+            noise = min(noise, _sigma(paper))
     return d, noise
 
 
@@ -136,12 +135,18 @@ def _ink_runs_off(ring: np.ndarray, level: float) -> bool:
     """Whether the border is flat paper at `level` but for ink running off the edge (a digit cropped tight, a big
     digit on a canvas): most of it at that level, what is not almost all on one side of it, and some of that
     side far enough from the paper to be ink (uneven paper strays to both sides, or not far)."""
-    above, below = ring > level + FLAT / 2, ring < level - FLAT / 2
-    n_above, n_below = np.count_nonzero(above), np.count_nonzero(below)
+    n_above, n_below = np.count_nonzero(ring > level + FLAT / 2), np.count_nonzero(ring < level - FLAT / 2)
     if n_above + n_below > (1 - MOST) * ring.size or min(n_above, n_below) >= STRAY * ring.size:
         return False
     far = (ring < level - 3 * FLAT) if n_below > n_above else (ring > level + 3 * FLAT)
     return np.count_nonzero(far) >= 0.01 * ring.size
+
+
+def _sigma(values: np.ndarray, centre: float | None = None) -> float:
+    """Robust standard deviation: 1.4826 times the median absolute deviation from `centre` (default: median)."""
+    if centre is None:
+        centre = _quantiles(values, (0.5,))[0]
+    return 1.4826 * _quantiles(np.abs(values - centre), (0.5,))[0]
 
 
 def _quantiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
