@@ -152,6 +152,19 @@ def test_a_thick_stroke_on_uneven_paper_cut_tight_stays_solid() -> None:
     assert (mask & bar).sum() > 0.95 * bar.sum() and (mask & ~bar).sum() < 0.05 * bar.sum()
 
 
+def test_a_bold_digit_filling_half_a_tight_crop_keeps_its_polarity() -> None:
+    # Strokes a third of the picture wide: every neighbourhood's median is ink, so a local test of which side
+    # the ink lies on sees paper as ink; the border's paper and how far the image reaches from it do not.
+    h, w = 120, 100
+    yy, xx = np.mgrid[:h, :w]
+    paper = 0.80 + 0.12 * yy / h + 0.03 * np.cos(xx / 7.0)  # shaded: the uneven-paper path
+    bowl = (np.hypot(yy - 78, xx - 55) < 40) & (np.hypot(yy - 80, xx - 58) > 14)
+    six = bowl | ((np.abs((xx - 30) + 0.35 * (yy - 40)) < 16) & (yy < 80))
+    assert six.mean() > 0.5
+    ink, mask = preprocess(np.where(six, 0.2, paper).astype(np.float32))
+    assert (mask & six).sum() > 0.98 * six.sum() and (mask & ~six).sum() < 0.02 * six.sum()
+
+
 def test_chalk_on_a_board_cut_tight_is_read_as_light_ink() -> None:
     h, w = 150, 90
     yy, xx = np.mgrid[:h, :w]

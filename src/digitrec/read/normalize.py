@@ -24,6 +24,9 @@ FLAT = 0.08  # border spread (10th to 90th percentile) under which the backgroun
 # 1 % or more of it 3 FLAT or further to the other side, as only ink is.
 MOST, STRAY = 0.5, 0.05
 DENSE = 0.18  # ink on more of the image than this (a tight crop) has the noise re-measured on the paper alone
+# The image reaching REACH_RATIO times further from the border's paper on one side than the other, and at least
+# INKY, is ink's side (shading on paper reaches a few tenths at most, and to both sides).
+REACH_RATIO, INKY = 2.5, 0.3
 REACH = 1.5  # how far below the border's median (in its paper-side spreads) the paper may still lie
 MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or the image is blank
 # Ink fainter than FAINT is a shadow, a blotch or paper texture when its sharpest edges take more than SOFT px to
@@ -111,7 +114,9 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
     r = gray - _background(gray, 50)
     sample = r[::4, ::4].ravel()
     noise = _sigma(sample)
-    dark = _dark_ink(r[::2, ::2], noise)
+    dark = _reaches_further(gray[::2, ::2], level)
+    if dark is None:
+        dark = _dark_ink(r[::2, ::2], noise)
     background = _background(gray, 80 if dark else 20)
     # Never darker (for dark ink) than the paper the border shows, mirrored about its median: inside a stroke
     # wider than the neighbourhoods, the percentile is ink, and the stroke would come out hollow.
@@ -129,6 +134,19 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
                 break
             noise = min(noise, _sigma(paper))
     return d, noise
+
+
+def _reaches_further(gray: np.ndarray, level: float) -> bool | None:
+    """Dark ink (True) or light (False) when the image reaches far (INKY) from the border's paper level on one
+    side, REACH_RATIO times further than on the other, else None. Bold strokes that fill much of a tight crop make the local
+    medians ink, which fools the local test; only ink reaches that far, shading does not."""
+    lo, hi = _quantiles(gray, (0.02, 0.98))
+    below, above = level - lo, hi - level
+    if below >= INKY and below > REACH_RATIO * max(above, MIN_CONTRAST / 2):
+        return True
+    if above >= INKY and above > REACH_RATIO * max(below, MIN_CONTRAST / 2):
+        return False
+    return None
 
 
 def _ink_runs_off(ring: np.ndarray, level: float) -> bool:
