@@ -55,6 +55,17 @@ def edit_distance(a: str, b: str) -> int:
     return row[-1]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (latency depends on it more than on anything in the code), or the platform's word."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def read_all(rec: Recognizer, folder: Path, single: bool, limit: int | None) -> list[dict[str, Any]]:
     """Read every image named in folder/labels.json: truth, what was read, top guesses, confidence, reason."""
     labels = json.loads((folder / "labels.json").read_text())
@@ -212,7 +223,7 @@ def print_latency(lat: dict[str, dict[str, Any]], threads: int) -> None:
         print("\nno latency inputs (canvas/lines sets missing)")
         return
     runs = next(iter(lat.values()))["runs"]
-    print(f"\nread latency on CPU, {threads} thread(s): ms per image, p50/p99 of each run, median over {runs} runs")
+    print(f"\nread latency on CPU ({cpu_model()}), {threads} thread(s): ms per image, p50/p99 of each run, median over {runs} runs")
     for name, r in lat.items():
         target = LATENCY_TARGET_MS[name]
         print(f"  {name:15s} p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f}  target < {target:.0f}  "
@@ -256,7 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.model), "lines": args.lines,
         "threshold": args.threshold, "sets_dir": str(args.sets), "limit": args.limit,
         "env": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                "cpu_count": os.cpu_count(), "threads": args.threads},
+                "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "date": time.strftime("%Y-%m-%d")},
         "all_passed": all(r["passed"] for r in [*results.values(), *lat.values()]),
         "sets": results, "latency": lat,
     }
