@@ -223,7 +223,8 @@ def print_latency(lat: dict[str, dict[str, Any]], threads: int) -> None:
         print("\nno latency inputs (canvas/lines sets missing)")
         return
     runs = next(iter(lat.values()))["runs"]
-    print(f"\nread latency on CPU ({cpu_model()}), {threads} thread(s): ms per image, p50/p99 of each run, median over {runs} runs")
+    print(f"\nread latency on CPU ({cpu_model()}), {threads} thread(s): ms per image, p50/p99 of each run, "
+          f"median over {runs} runs")
     for name, r in lat.items():
         target = LATENCY_TARGET_MS[name]
         print(f"  {name:15s} p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f}  target < {target:.0f}  "
@@ -267,7 +268,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.model), "lines": args.lines,
         "threshold": args.threshold, "sets_dir": str(args.sets), "limit": args.limit,
         "env": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "date": time.strftime("%Y-%m-%d")},
+                "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads,
+                "date": time.strftime("%Y-%m-%d")},
         "all_passed": all(r["passed"] for r in [*results.values(), *lat.values()]),
         "sets": results, "latency": lat,
     }

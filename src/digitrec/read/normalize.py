@@ -138,8 +138,8 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
 
 def _reaches_further(gray: np.ndarray, level: float) -> bool | None:
     """Dark ink (True) or light (False) when the image reaches far (INKY) from the border's paper level on one
-    side, REACH_RATIO times further than on the other, else None. Bold strokes that fill much of a tight crop make the local
-    medians ink, which fools the local test; only ink reaches that far, shading does not."""
+    side, REACH_RATIO times further than on the other, else None. Bold strokes that fill much of a tight crop
+    make the local medians ink, which fools the local test; only ink reaches that far, shading does not."""
     lo, hi = _quantiles(gray, (0.02, 0.98))
     below, above = level - lo, hi - level
     if below >= INKY and below > REACH_RATIO * max(above, MIN_CONTRAST / 2):
