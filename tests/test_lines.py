@@ -199,3 +199,23 @@ def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, m
     assert result.digits == truth and len(result.items) == len(truth)
     boxes = [item.box for item in result.items]
     assert all(a[0] < b[0] for a, b in zip(boxes, boxes[1:]))  # left to right
+
+
+def test_padding_to_the_stride_keeps_a_lines_last_columns() -> None:
+    from digitrec.models.linenet import frames, pad_to_stride
+
+    model = LineNet().eval()
+    for width in (29, 30, 31, 32):
+        x = pad_to_stride(torch.rand(1, 1, LINE_H, width))
+        assert x.shape[-1] == 32 and x.shape[-1] % STRIDE == 0
+        with torch.no_grad():
+            assert model(x).shape[-1] == int(frames(torch.tensor(width))) == 8
+
+
+@pytest.mark.parametrize("name, truth", [("trailing_1_36411.jpg", "36411"), ("trailing_1_9744293021.jpg", "9744293021")])
+def test_a_thin_1_ending_a_line_is_counted(name: str, truth: str) -> None:
+    # Development lines (read_sets.py --seed 31337 and 999) ending in a thin 1 a few pixels wide: LineNet's
+    # pooling dropped a line's last 1-3 columns, so it read one digit fewer and the line was cut short.
+    from digitrec.read.recognizer import Recognizer
+
+    assert Recognizer.load().read(Path(__file__).parent / "data" / "read" / name).digits == truth

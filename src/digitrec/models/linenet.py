@@ -39,6 +39,17 @@ class LineNet(nn.Module):
         return self.sequence(f.flatten(1, 2)).log_softmax(1)
 
 
+def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
+    """`x` [..., W] zero-padded on the right to a multiple of STRIDE, so that the pooling keeps a line's last
+    columns (a thin 1 at the end of a line is often all of them) in one more output column."""
+    return torch.nn.functional.pad(x, (0, -x.shape[-1] % STRIDE))
+
+
+def frames(widths: torch.Tensor) -> torch.Tensor:
+    """Output columns that cover lines `widths` px wide once padded by `pad_to_stride`."""
+    return (widths + STRIDE - 1) // STRIDE
+
+
 def greedy_decode(logp: torch.Tensor, frames: torch.Tensor | None = None) -> list[list[tuple[int, int, int]]]:
     """Best-path CTC decoding of [B, 11, T]: per line, (digit, first column, last column) for each digit;
     `frames` [B] cuts each line's columns short (a batch padded on the right)."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from digitrec.data.lines import LineStyle, glyphs, make_lines
 from digitrec.data.mnist import Split
 from digitrec.errors import DigitrecError
-from digitrec.models.linenet import STRIDE, LineNet, greedy_decode
+from digitrec.models.linenet import LineNet, frames, greedy_decode, pad_to_stride
 from digitrec.training.checkpoint import load_checkpoint, save_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -29,13 +29,16 @@ def _batches(split: Split, batch_size: int, seed: int, style: LineStyle) -> Iter
     gen = torch.Generator().manual_seed(seed)
     while True:
         count = int(torch.randint(style.min_digits, style.max_digits + 1, (), generator=gen))
-        yield make_lines(pool, labels, batch_size, gen, replace(style, min_digits=count, max_digits=count))
+        x, widths, targets, lengths = make_lines(pool, labels, batch_size, gen,
+                                                 replace(style, min_digits=count, max_digits=count))
+        yield pad_to_stride(x), widths, targets, lengths
 
 
 def ctc_loss(logp: torch.Tensor, widths: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """CTC loss of LineNet's output [B, 11, T] for lines `widths` px wide, mean over the batch."""
-    frames = (widths // STRIDE).clamp(max=logp.shape[-1])
-    return F.ctc_loss(logp.permute(2, 0, 1), targets, frames, lengths, blank=0, zero_infinity=True)
+    """CTC loss of LineNet's output [B, 11, T] for lines `widths` px wide (padded by `pad_to_stride`), mean over
+    the batch."""
+    used = frames(widths).clamp(max=logp.shape[-1])
+    return F.ctc_loss(logp.permute(2, 0, 1), targets, used, lengths, blank=0, zero_infinity=True)
 
 
 @torch.no_grad()
@@ -44,7 +47,7 @@ def line_accuracy(model: LineNet, batches: list[Batch]) -> float:
     model.eval()
     right = total = 0
     for x, widths, targets, lengths in batches:
-        reads = greedy_decode(model(x), widths // STRIDE)
+        reads = greedy_decode(model(pad_to_stride(x)), frames(widths))
         truth = torch.split(targets - 1, lengths.tolist())
         for read, t in zip(reads, truth):
             right += [d for d, _, _ in read] == t.tolist()
