@@ -186,6 +186,19 @@ def test_count_cuts_a_piece_too_narrow_to_be_two_digits_on_its_own() -> None:
     assert left.x == 5 and left.x + left.w <= right.x + 1 and right.x + right.w == 29
 
 
+def test_count_joins_a_stroke_set_apart_from_its_digit() -> None:
+    # Two tall strokes 4 px apart in a line 30 px high: too far apart for segmentation to join them on its
+    # own, but when the line reader counts one digit there, they are read as one rather than the count ignored.
+    ink = np.zeros((40, 40), np.float32)
+    ink[5:35, 5:13] = 1.0
+    ink[5:35, 17:21] = 1.0
+    score = _sure(1)
+    assert len(seg.segment_pieces(ink, ink > 0, score)) == 2
+    assert len(seg.segment_pieces(ink, ink > 0, score, count=lambda _l: 2)) == 2
+    (piece,) = seg.segment_pieces(ink, ink > 0, score, count=lambda _l: 1)
+    assert piece.box.x == 5 and piece.box.w == 16
+
+
 @pytest.mark.parametrize("name, truth, merged", [("touching_233.jpg", "233", "23"), ("touching_616.jpg", "616", "66"),
                                                  ("touching_11119.jpg", "11119", "1149")])
 def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, merged: str) -> None:
@@ -212,10 +225,12 @@ def test_padding_to_the_stride_keeps_a_lines_last_columns() -> None:
             assert model(x).shape[-1] == int(frames(torch.tensor(width))) == 8
 
 
-@pytest.mark.parametrize("name, truth", [("trailing_1_36411.jpg", "36411"), ("trailing_1_9744293021.jpg", "9744293021")])
-def test_a_thin_1_ending_a_line_is_counted(name: str, truth: str) -> None:
+@pytest.mark.parametrize("name, truth", [("trailing_1_36411.jpg", "36411"), ("trailing_1_9744293021.jpg", "9744293021"),
+                                         ("split_1_6196.jpg", "6196")])
+def test_a_thin_or_broken_1_is_counted_as_one_digit(name: str, truth: str) -> None:
     # Development lines (read_sets.py --seed 31337 and 999) ending in a thin 1 a few pixels wide: LineNet's
-    # pooling dropped a line's last 1-3 columns, so it read one digit fewer and the line was cut short.
+    # pooling dropped a line's last 1-3 columns, so it read one digit fewer and the line was cut short. And a
+    # 1 drawn in two strokes (seed 31337): the line reader counts 4 digits, which only joining them can make.
     from digitrec.read.recognizer import Recognizer
 
     assert Recognizer.load().read(Path(__file__).parent / "data" / "read" / name).digits == truth

@@ -36,7 +36,8 @@ CUT_COST = 0.6  # log-score cost of a cut: this times the ink it crosses over th
 JOIN_COST = 0.3  # log-score cost of joining pieces across a real gap...
 GAP_COST = 8.0  # ...plus this per line height of gap...
 TALL_JOIN_COST = 0.5  # ...plus this when both sides already span the line
-MAX_JOIN = 1.2  # joins costlier than this are not even considered (a clear gap: two digits)
+MAX_JOIN = 1.2  # joins costlier than this are not even considered (a clear gap: two digits)...
+LOOSE_JOIN = 3.0  # ...unless the line reader counts fewer digits than the pieces could make without them
 HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
 CUT_ROWS = 60  # cut paths through groups taller than twice this are searched on a pooled grid
 ATTACH_GAP = 0.1  # a short piece this close to a digit's top (in line heights) is part of it
@@ -109,7 +110,8 @@ def segment_pieces(
     without `score`, gaps are never bridged. Given `count` (and `score`), the best path with as many digits
     as `count` says the line holds wins, when there is one; when the cuts allow too few digits, the widest
     groups kept whole (down to LOOSE_WIDE line heights) are cut too: two touching 1s are narrower than one
-    wide digit."""
+    wide digit; when the pieces make too many, wider gaps may be bridged (up to LOOSE_JOIN): a 1 in two
+    strokes."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -134,6 +136,8 @@ def segment_pieces(
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
             atoms = [atom for part in parts for atom in part]
             edges = _edges(atoms, line_h, True)
+        elif not reach.size:  # no path as short as the count: a stroke apart from its digit
+            edges = _edges(atoms, line_h, True, LOOSE_JOIN)
     rater = _Rater(atoms, values, score)
     if score is None:
         path = _best_path(edges, len(atoms) + 1)
@@ -481,7 +485,8 @@ def _search(own_ink: np.ndarray, starts: list[int], bend: int, step: float) -> l
     return [xs[:, i] + start - bend for i, start in enumerate(starts)]
 
 
-def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int, int], float]:
+def _edges(atoms: list[_Atom], line_h: float, may_join: bool, max_join: float = MAX_JOIN
+           ) -> dict[tuple[int, int], float]:
     """Every run atoms[i:j] that could be one digit, with its log prior: width, height, the cut that ends it,
     and the cost of each real gap it bridges (only when a classifier can judge the joined piece).
     A whole group is always an edge, so a path through the line always exists."""
@@ -496,7 +501,7 @@ def _edges(atoms: list[_Atom], line_h: float, may_join: bool) -> dict[tuple[int,
                 if not may_join:
                     break
                 joined += _join_cost(run[:-1], run[-1], line_h)
-                if joined > MAX_JOIN:
+                if joined > max_join:
                     break
             same = run[-1].group is g
             whole = starts_group and same and run[-1].cut is None
