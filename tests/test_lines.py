@@ -12,7 +12,7 @@ import torch
 from digitrec.data.lines import LINE_H, LineStyle, glyphs, make_lines, to_line_height
 from digitrec.data.mnist import Split
 from digitrec.errors import DigitrecError
-from digitrec.models.linenet import STRIDE, LineNet, greedy_decode
+from digitrec.models.linenet import STRIDE, LineNet, frame_count, greedy_decode, pad_to_stride
 from digitrec.read import segment as seg
 from digitrec.read.lines import LineReader, export_onnx, load_model
 from digitrec.training.checkpoint import save_checkpoint
@@ -215,14 +215,12 @@ def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, m
 
 
 def test_padding_to_the_stride_keeps_a_lines_last_columns() -> None:
-    from digitrec.models.linenet import frames, pad_to_stride
-
     model = LineNet().eval()
     for width in (29, 30, 31, 32):
         x = pad_to_stride(torch.rand(1, 1, LINE_H, width))
         assert x.shape[-1] == 32 and x.shape[-1] % STRIDE == 0
         with torch.no_grad():
-            assert model(x).shape[-1] == int(frames(torch.tensor(width))) == 8
+            assert model(x).shape[-1] == int(frame_count(torch.tensor(width))) == 8
 
 
 @pytest.mark.parametrize("name, truth", [("trailing_1_36411.jpg", "36411"), ("trailing_1_9744293021.jpg", "9744293021"),

@@ -45,7 +45,7 @@ def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, -x.shape[-1] % STRIDE))
 
 
-def frames(widths: torch.Tensor) -> torch.Tensor:
+def frame_count(widths: torch.Tensor) -> torch.Tensor:
     """Output columns that cover lines `widths` px wide once padded by `pad_to_stride`."""
     return (widths + STRIDE - 1) // STRIDE
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from digitrec.data.lines import LineStyle, glyphs, make_lines
 from digitrec.data.mnist import Split
 from digitrec.errors import DigitrecError
-from digitrec.models.linenet import LineNet, frames, greedy_decode, pad_to_stride
+from digitrec.models.linenet import LineNet, frame_count, greedy_decode, pad_to_stride
 from digitrec.training.checkpoint import load_checkpoint, save_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -37,7 +37,7 @@ def _batches(split: Split, batch_size: int, seed: int, style: LineStyle) -> Iter
 def ctc_loss(logp: torch.Tensor, widths: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """CTC loss of LineNet's output [B, 11, T] for lines `widths` px wide (padded by `pad_to_stride`), mean over
     the batch."""
-    used = frames(widths).clamp(max=logp.shape[-1])
+    used = frame_count(widths).clamp(max=logp.shape[-1])
     return F.ctc_loss(logp.permute(2, 0, 1), targets, used, lengths, blank=0, zero_infinity=True)
 
 
@@ -47,7 +47,7 @@ def line_accuracy(model: LineNet, batches: list[Batch]) -> float:
     model.eval()
     right = total = 0
     for x, widths, targets, lengths in batches:
-        reads = greedy_decode(model(pad_to_stride(x)), frames(widths))
+        reads = greedy_decode(model(pad_to_stride(x)), frame_count(widths))
         truth = torch.split(targets - 1, lengths.tolist())
         for read, t in zip(reads, truth):
             right += [d for d, _, _ in read] == t.tolist()
