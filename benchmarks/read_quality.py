@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from digitrec.bench import cpu_model
 from digitrec.errors import DigitrecError
 from digitrec.read import DEFAULT_THRESHOLD
 from digitrec.read.recognizer import Recognizer
@@ -53,17 +54,6 @@ def edit_distance(a: str, b: str) -> int:
         for j, cb in enumerate(b, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
     return row[-1]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (latency depends on it more than on anything in the code), or the platform's word."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_all(rec: Recognizer, folder: Path, single: bool, limit: int | None) -> list[dict[str, Any]]:

@@ -191,15 +191,19 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
+def cpu_model() -> str:
+    """The CPU's model name (timings depend on it more than on anything in the code), or the platform's word."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        name = None
+    return name or platform.processor() or platform.machine()
+
+
 def _machine() -> dict[str, Any]:
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
             "onnxruntime_threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
