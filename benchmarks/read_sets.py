@@ -2,8 +2,9 @@
 
 Sets: scan (MNIST test digits as dark ink on scanned or photographed paper), canvas (RGBA 280x280 drawing-canvas
 exports), fonts (digits in handwriting fonts), lines (numbers of 3-10 digits on uneven paper, JPEG) and reject
-(blank pages, noise, letters: nothing to read) and cropped (scans and photos cut 0-4 px from the ink, as a
-user crops a picture to the digit or a form's box clips it). Only the MNIST *test* split is used, never train.
+(blank pages, noise, letters: nothing to read), cropped (scans and photos cut 0-4 px from the ink, as a
+user crops a picture to the digit or a form's box clips it) and forms (digits on ruled or squared paper, or in
+a printed box). Only the MNIST *test* split is used, never train.
 Each folder holds images, labels.json ({filename: "digits"}, "" for nothing to read) and meta.json (how each
 image was made). Every image draws from its own generator seeded by (seed, set, index), so a re-run writes the
 same bytes and --n N gives a prefix of the full set.
@@ -36,8 +37,9 @@ from digitrec.data.idx import read_idx
 from digitrec.errors import DigitrecError
 
 OUT = Path(__file__).resolve().parent / "results" / "read_sets"
-SETS = ("scan", "canvas", "fonts", "lines", "reject", "cropped")
-COUNTS = {"scan": 2000, "canvas": 2000, "lines": 500, "reject": 300, "cropped": 1000}
+SETS = ("scan", "canvas", "fonts", "lines", "reject", "cropped", "forms")
+COUNTS = {"scan": 2000, "canvas": 2000, "lines": 500, "reject": 300, "cropped": 1000, "forms": 1000}
+FORM_KINDS = ("ruled", "grid", "box")
 FONT_VARIANTS = 20  # images per (font, digit) in the full fonts set
 CANVAS = 280
 FONTS = (  # (Debian package, file): handwriting-style faces
@@ -209,6 +211,7 @@ class Paper:
     blue_ink: bool = False
     blur: float = 0.0
     rule: tuple[int, int, float] | None = None  # ruled line (row, thickness, darkness)
+    printed: np.ndarray | None = None  # lines printed on the paper (ruled, squared, boxes), darkness [H, W]
 
     @classmethod
     def random(cls, rng: np.random.Generator, *, photo: bool = False, uneven: bool = False) -> Paper:
@@ -236,6 +239,8 @@ class Paper:
         if self.rule:
             row, thick, dark = self.rule
             page[max(0, row): row + thick] -= dark
+        if self.printed is not None:
+            page -= self.printed
         if self.cast is None:
             img = page * (1 - ink) + self.ink * ink
         else:
@@ -372,6 +377,44 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     return Sample(paper.render(ink, rng), "".join(str(ctx.labels[j]) for j in idx), "jpg", quality, meta)
 
 
+def make_form(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
+    """An MNIST test digit written on ruled or squared paper, or in a printed box, scanned or photographed."""
+    idx = int(ctx.order("forms")[i % len(ctx.labels)])
+    height = log_uniform(rng, 30, 240)
+    ink = scale_to_height(digit_ink(ctx.images[idx]), height, rng)
+    layer = with_margins(ink, rng, 0.3, 1.0)
+    h, w = layer.shape
+    top, left = (int(v) for v in np.argwhere(layer > 0.05).min(0))
+    bottom, right = (int(v) for v in np.argwhere(layer > 0.05).max(0))
+    kind = str(rng.choice(FORM_KINDS))
+    thick = int(rng.integers(1, 3 if kind == "grid" else 4))
+    dark = float(rng.uniform(50, 140 if kind != "box" else 200))
+    printed = np.zeros((h, w), np.float32)
+    if kind == "ruled":  # lines about a digit apart, the digit between or across them
+        step = max(6, int(height * rng.uniform(0.5, 1.1)))
+        for row in range(int(rng.integers(0, step)), h, step):
+            printed[row: row + thick] = dark
+    elif kind == "grid":
+        step = max(5, int(height * rng.uniform(0.2, 0.5)))
+        for row in range(int(rng.integers(0, step)), h, step):
+            printed[row: row + thick] = dark
+        for col in range(int(rng.integers(0, step)), w, step):
+            printed[:, col: col + thick] = dark
+    else:  # a box 5-40 % of the digit's height clear of it on each side, inside the image
+        pad = (rng.uniform(0.05, 0.4, 4) * height).astype(int) + thick + 1
+        y0, x0 = max(0, top - pad[0]), max(0, left - pad[1])
+        y1, x1 = min(h - 1, bottom + pad[2]), min(w - 1, right + pad[3])
+        printed[y0: y0 + thick, x0: x1 + 1] = printed[y1 - thick + 1: y1 + 1, x0: x1 + 1] = dark
+        printed[y0: y1 + 1, x0: x0 + thick] = printed[y0: y1 + 1, x1 - thick + 1: x1 + 1] = dark
+    photo = rng.random() < 0.3
+    paper = Paper.random(rng, photo=photo)
+    paper.printed = printed
+    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
+    meta = {"mnist_index": idx, "height": height, "kind": kind, "line_px": thick, "line_dark": round(dark, 1),
+            "photo": photo, **paper_meta(paper)}
+    return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
+
+
 def make_reject(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     """Nothing to read: a blank, textured or shaded page, a transparent canvas, noise, or a letter."""
     kind = str(rng.choice(REJECT_KINDS, p=REJECT_P))
@@ -416,7 +459,7 @@ def _noise(h: int, w: int, rng: np.random.Generator, meta: dict[str, Any]) -> Sa
 
 BUILDERS: dict[str, Callable[[Context, int, np.random.Generator], Sample]] = {
     "scan": make_scan, "canvas": make_canvas, "fonts": make_font, "lines": make_line, "reject": make_reject,
-    "cropped": make_cropped,
+    "cropped": make_cropped, "forms": make_form,
 }
 
 
@@ -452,7 +495,7 @@ def write_set(out: Path, name: str, ctx: Context, n: int | None) -> int:
         items[fname] = {**sample.meta, "size": list(sample.image.size), "mode": sample.image.mode,
                         "format": sample.fmt, "quality": sample.quality}
     meta = {"set": name, "seed": ctx.seed, "count": len(labels), "generator": "benchmarks/read_sets.py",
-            "source": "MNIST test split" if name in ("scan", "canvas", "lines", "cropped") else None, "items": items}
+            "source": "MNIST test split" if name in ("scan", "canvas", "lines", "cropped", "forms") else None, "items": items}
     if name == "fonts":
         meta["fonts"] = [{"package": pkg, "file": path} for pkg, path in ctx.fonts]
         meta["fonts_missing"] = [{"package": pkg, "file": path} for pkg, path in FONTS if (pkg, path) not in ctx.fonts]

@@ -76,7 +76,7 @@ def test_labels_list_exactly_the_images(sets: Path) -> None:
 
 def test_labels_match_the_mnist_test_digits(sets: Path, mnist_dir: Path) -> None:
     truth = read_idx(mnist_dir / "t10k-labels-idx1-ubyte").numpy()
-    for name in ("scan", "canvas", "cropped"):
+    for name in ("scan", "canvas", "cropped", "forms"):
         labels = json.loads((sets / name / "labels.json").read_text())
         items = json.loads((sets / name / "meta.json").read_text())["items"]
         assert {f: str(truth[items[f]["mnist_index"]]) for f in labels} == labels

@@ -1,7 +1,7 @@
 """From any image to MNIST-like ink, and from a box of ink to the 28x28 image the model was trained on.
 
-`preprocess` finds the ink (polarity, uneven background, threshold, specks) at a working size of at most
-`WORK_SIDE` pixels; `to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest
+`preprocess` finds the ink (polarity, uneven background, threshold, specks, the paper's ruled lines and
+boxes) at a working size of at most `WORK_SIDE` pixels; `to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest
 side scaled to 20 px (antialiased), the centre of mass put at the centre of a 28x28 field, white ink on
 black in [0, 1].
 """
@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from digitrec.data.frame import crop_to_mnist
 from digitrec.read.image import WORK_SIDE, decode
+from digitrec.read.rules import remove_rules
 
 BORDER = 0.04  # fraction of the short side sampled as the background ring
 FLAT = 0.08  # border spread (10th to 90th percentile) under which the background is one grey level
@@ -64,7 +65,7 @@ def preprocess(image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndar
 
 
 def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, speck removal."""
+    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, rules, specks."""
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
@@ -75,7 +76,11 @@ def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
         return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
-    mask = _clean(d > max(floor, 0.5 * t), d > t)
+    weak, strong = d > max(floor, 0.5 * t), d > t
+    ruled = remove_rules(weak)  # the paper's lines and boxes are not ink to read; what they leave are specks
+    if ruled is not weak:
+        weak, strong = ruled, strong & ruled
+    mask = _clean(weak, strong)
     ink = np.clip((d - floor) / max(level - floor, 1e-6), 0.0, 1.0)
     ink[~_dilate(mask)] = 0.0
     return ink.astype(np.float32, copy=False), mask
