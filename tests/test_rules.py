@@ -54,6 +54,27 @@ def test_a_box_around_a_digit_goes() -> None:
     assert np.array_equal(remove_rules(page), digit)
 
 
+def test_a_bold_box_the_digit_nearly_fills_goes() -> None:
+    # as thick as the pen, small beside the page, and the digit reaching within a few pixels of it
+    digit = np.zeros((120, 100), bool)
+    digit[34:86, 47:53] = True
+    page = digit.copy()
+    page[28:33, 35:66] = page[87:92, 35:66] = True
+    page[28:92, 35:40] = page[28:92, 61:66] = True
+    assert np.array_equal(remove_rules(page), digit)
+
+
+def test_a_digits_loop_is_not_a_box() -> None:
+    # a squared 0, and an 8 whose lower loop is squared: the loop is the digit, nothing apart sits inside it
+    zero = np.zeros((100, 100), bool)
+    zero[20:25, 30:70] = zero[75:80, 30:70] = True
+    zero[20:80, 30:35] = zero[20:80, 65:70] = True
+    assert remove_rules(zero) is zero
+    eight = zero.copy()
+    eight[5:20, 40:45] = eight[5:10, 40:60] = eight[5:20, 55:60] = True  # the upper loop, on top of it
+    assert remove_rules(eight) is eight
+
+
 @pytest.mark.parametrize("draw", ["seven", "one", "four"])
 def test_a_digits_own_long_strokes_stay(draw: str) -> None:
     # tight crops, where a stroke runs the image's whole width or height
@@ -83,7 +104,7 @@ def test_nothing_to_remove_returns_the_same_mask() -> None:
 
 
 @pytest.mark.parametrize("name, truth", [("ruled_0.jpg", "0"), ("grid_8.jpg", "8"), ("box_1.jpg", "1"),
-                                         ("box_5.jpg", "5")])
+                                         ("box_5.jpg", "5"), ("box_bold_1.png", "1")])
 def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     # Development forms (read_sets.py --only forms --seed 12345) that were misread before rules were removed:
     # the box's side read as a 1 beside the digit, ruled and grid lines joined into its strokes.

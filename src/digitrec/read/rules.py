@@ -4,9 +4,10 @@ Forms, lined and squared paper put long straight lines through and around the di
 side reads as a 1 and a ruled line joins a digit's strokes into another digit. A rule here is a straight
 run of ink at least `LONG` of the image's side along it that reaches well past the rest of the ink at
 both ends (`PAST` of the rest's extent along it), thin for its length or beside the rest's strokes (`THIN`,
-`BOLDER`), and a horizontal one is also much longer than the rest is tall (`ACROSS`). A digit's own long strokes (a 7's bar, a 4's or a 9's stem, a 2's foot) end about where
-the digit does, so they stay. Only the rule's own thickness is taken: where a stroke crosses the rule or
-lies along it, the ink is thicker and is kept.
+`BOLDER`), and a horizontal one is also much longer than the rest is tall (`ACROSS`). A digit's own long
+strokes (a 7's bar, a 4's or a 9's stem, a 2's foot) end about where the digit does, so they stay. Only the rule's own thickness is taken: where a stroke crosses the rule or
+lies along it, the ink is thicker and is kept. Printed boxes are found apart (`_remove_boxes`): four
+straight sides meeting at corners around ink that does not touch them.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ PAST = 0.25  # ...reaches past the rest of the ink at both ends by this fraction
 ACROSS = 1.5  # ...and, when horizontal, is at least this many times as long as the rest is tall
 THIN = 0.04  # ...and is thin: at most this fraction of its length thick...
 BOLDER = 0.75  # ...or this fraction of the rest's stroke width (pens draw bolder than forms are printed)
+BOX_LONG = 0.2  # a box's side runs at least this fraction of the image's side along it...
+BOX_DEEP = 0.25  # ...and is at most this fraction of its length thick
+STRAIGHT = 0.9  # each of its sides is straight for this fraction of the box's width or height
+MIN_INSIDE = 1.0  # a box holds at least this many ink pixels per row of its inside
 CORNER = 4  # pixels: how near a box's sides come to its top's and bottom's ends
 MIN_PAST = 3  # pixels: the least reach past the rest at each end
 GAP = 2  # gaps of up to this many pixels along a rule (faint or broken printing) do not break it
@@ -29,39 +34,109 @@ EIGHT = np.ones((3, 3), bool)
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
-    """`mask` without its rules; `mask` itself (the same object) when it has none.
+    """`mask` without its printed boxes and rules; `mask` itself (the same object) when it has none.
 
-    Horizontal rules go first, then vertical ones, then horizontal ones again: a box's side that the digit
-    inside nearly spans still counts when both its ends meet the ends of rules already found (its corners).
+    Boxes go first; then horizontal rules, vertical ones, and horizontal ones again: a rule that the digit
+    nearly spans still counts when both its ends meet the ends of rules already found (a box's corners).
     """
     if min(mask.shape) < 16 or not mask.any():
         return mask
     h, w = mask.shape
     ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-    if x1 - x0 < _long(w) and y1 - y0 < _long(h):
+    if x1 - x0 < _long(w, BOX_LONG) and y1 - y0 < _long(h, BOX_LONG):
         return mask  # no run of ink long enough
     ink = mask[y0:y1, x0:x1]  # rules are long for the image, but only the ink's box holds them
+    out = _remove_boxes(ink, (_long(w, BOX_LONG), _long(h, BOX_LONG)))
     longs = (_long(w), _long(h))
-    rows, cols = _candidates(ink, longs[0]), _candidates(ink.T, longs[1]).T
+    rows, cols = _candidates(out, longs[0]), _candidates(out.T, longs[1]).T
     if not (rows.any() or cols.any()):
-        return mask
+        return mask if out is ink else _paste(mask, out, y0, x0)
     found: list[Segment] = []
-    out = _remove(ink, True, found, longs, rows, cols)
+    out = _remove(out, True, found, longs, rows, cols)
     n = len(found)
     out = _remove(out, False, found, longs)
     if len(found) > n:
         out = _remove(out, True, found, longs)
-    if out is ink:
-        return mask
-    kept = mask.copy()
-    kept[y0:y1, x0:x1] = out
-    return kept
+    return mask if out is ink else _paste(mask, out, y0, x0)
 
 
-def _long(side: int) -> int:
-    """The least length of a rule along an image side of `side` pixels."""
-    return max(8, int(LONG * side))
+def _paste(mask: np.ndarray, part: np.ndarray, y0: int, x0: int) -> np.ndarray:
+    """A copy of `mask` with `part` written over it at (y0, x0)."""
+    out = mask.copy()
+    out[y0: y0 + part.shape[0], x0: x0 + part.shape[1]] = part
+    return out
+
+
+def _long(side: int, fraction: float = LONG) -> int:
+    """The least length of a rule (or a box's side) along an image side of `side` pixels."""
+    return max(8, int(fraction * side))
+
+
+def _segments(candidates: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The 8-connected pieces of `candidates` as boxes (y0, y1, x0, x1)."""
+    labels, _ = ndimage.label(candidates, EIGHT)
+    return [(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in ndimage.find_objects(labels)]
+
+
+def _remove_boxes(m: np.ndarray, longs: tuple[int, int]) -> np.ndarray:
+    """`m` without the printed boxes around its digits (the same object when it has none).
+
+    A box is two horizontal and two vertical runs, each at least BOX_LONG of the image's side, meeting at
+    four corners, with ink inside it that does not touch it, and nothing of the frame's own ink going on
+    outside: it may be as bold as the pen and the digit may nearly fill it, which the rules' tests would not
+    allow. A digit's loop (a square 0, an 8's) fails one or the other and stays.
+    """
+    rows = _candidates(m, longs[0], BOX_DEEP)
+    if not rows.any():
+        return m
+    cols = _candidates(m.T, longs[1], BOX_DEEP).T
+    if not cols.any():
+        return m
+    hs, vs = _segments(rows), _segments(cols.T)  # hs: (y0, y1, x0, x1); vs, transposed: (x0, x1, y0, y1)
+    drop = np.zeros_like(m)
+    labels = None
+    for top in hs:
+        for bottom in hs:
+            d = CORNER + max(top[1] - top[0], bottom[1] - bottom[0])  # a corner's slack: the frame's thickness
+            if bottom[0] <= top[1] or abs(top[2] - bottom[2]) > d or abs(top[3] - bottom[3]) > d:
+                continue
+            sides = [v for v in vs if abs(v[2] - top[0]) <= d and abs(v[3] - bottom[1]) <= d]
+            left = [v for v in sides if abs(v[0] - top[2]) <= d]
+            right = [v for v in sides if abs(v[1] - top[3]) <= d]
+            if not (left and right) or left[0] == right[-1]:
+                continue
+            l, r = left[0], right[-1]
+            if min(top[3] - top[2], bottom[3] - bottom[2]) < STRAIGHT * (r[1] - l[0]) or \
+                    min(l[3] - l[2], r[3] - r[2]) < STRAIGHT * (bottom[1] - top[0]):
+                continue  # a side that is straight for only part of the way: a round digit, not a box
+            frame = np.zeros_like(m)
+            for y0, y1, x0, x1 in (top, bottom):
+                frame[y0:y1, x0:x1] |= rows[y0:y1, x0:x1]
+            for x0, x1, y0, y1 in (l, r):
+                frame[y0:y1, x0:x1] |= cols[y0:y1, x0:x1]
+            if labels is None:
+                labels, _ = ndimage.label(m, EIGHT)
+            attached = np.isin(labels, np.unique(labels[frame]))  # the ink the frame is part of
+            inside = (labels > 0) & ~attached
+            inside[:top[1]] = inside[bottom[0]:] = False
+            inside[:, :l[1]] = inside[:, r[0]:] = False
+            attached[max(0, top[0] - d): bottom[1] + d, max(0, l[0] - d): r[1] + d] = False
+            if attached.any() or np.count_nonzero(inside) < MIN_INSIDE * (bottom[0] - top[1]):
+                continue  # strokes go on out of it, or nothing apart from it inside: a digit's loop (an 8's, a 0's)
+            drop |= frame
+    if not drop.any():
+        return m
+    # only the frame's own thickness (where a stroke touches it, the ink is thicker and stays): its top and
+    # bottom first, then its sides, whose ends (the corners) are as thin as the sides once those are gone
+    across = run_lengths(m.T).T
+    top_bottom = drop & rows
+    out = m & ~(top_bottom & (across <= _mode(across[top_bottom]) + 1)) if top_bottom.any() else m
+    sides = drop & out & ~(rows & ~cols)  # what is left of the frame but the top and bottom kept for a stroke
+    if sides.any():
+        across = run_lengths(out)
+        out = out & ~(sides & (across <= _mode(across[sides]) + 1))
+    return out
 
 
 def run_lengths(mask: np.ndarray) -> np.ndarray:
@@ -74,16 +149,16 @@ def run_lengths(mask: np.ndarray) -> np.ndarray:
     return np.where(flat, lengths[ids], 0).reshape(h, w + 2)[:, 1:-1]
 
 
-def _candidates(m: np.ndarray, long: int) -> np.ndarray:
-    """Ink in horizontal runs at least `long` pixels long, short gaps bridged, a little tilt allowed."""
+def _candidates(m: np.ndarray, long: int, deep: float = THIN) -> np.ndarray:
+    """Ink in horizontal runs at least `long` pixels long, short gaps bridged, a little tilt allowed, in bands
+    of rows at most `deep` times `long` deep (and the tilt)."""
     bridged = _bridge(_tilt(m))
     rows = np.flatnonzero(np.count_nonzero(bridged, axis=1) >= long)  # only these can hold so long a run
     out = np.zeros_like(m)
     if rows.size:
         out[rows] = m[rows] & (run_lengths(bridged[rows]) >= long)
     # a band of rows this deep is a bold stroke, not a thin rule (whose band is its thickness and the tilt)
-    deep = run_lengths(out.any(axis=1)[None])[0] > THIN * long + 2 * TILT + 1
-    out[deep] = False
+    out[run_lengths(out.any(axis=1)[None])[0] > deep * long + 2 * TILT + 1] = False
     return out
 
 
