@@ -111,3 +111,25 @@ def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     from digitrec.read.recognizer import Recognizer
 
     assert Recognizer.load().read(DATA / name).digits == truth
+
+
+def test_a_canvas_export_is_not_searched_for_rules() -> None:
+    # a drawing canvas has no printed lines: a user's drawn frame stays, and canvases pay nothing for the search
+    import io
+
+    from PIL import Image
+
+    from digitrec.read.image import decode
+    from digitrec.read.normalize import preprocess
+
+    alpha = np.zeros((200, 200), np.uint8)
+    alpha[20:23, 20:180] = alpha[177:180, 20:180] = alpha[20:180, 20:23] = alpha[20:180, 177:180] = 255
+    alpha[50:150, 95:103] = 255
+    rgba = np.zeros((200, 200, 4), np.uint8)
+    rgba[..., 3] = alpha
+    canvas, paper = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(canvas, "PNG")
+    Image.fromarray(255 - alpha, "L").convert("RGBA").save(paper, "PNG")  # opaque: a scan saved with alpha
+    assert decode(canvas.getvalue()).transparent and not decode(paper.getvalue()).transparent
+    assert preprocess(canvas.getvalue())[1][21, 100]  # the drawn frame is still ink
+    assert not preprocess(paper.getvalue())[1][21, 100]  # the printed one is not

@@ -24,10 +24,12 @@ _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 @dataclass
 class Decoded:
-    """A decoded image: gray float32 HxW in [0, 1] (1 = white), and the input's (height, width) after EXIF."""
+    """A decoded image: gray float32 HxW in [0, 1] (1 = white), the input's (height, width) after EXIF, and
+    whether it was transparent anywhere (a drawing canvas's export, not a photo or scan of paper)."""
 
     gray: np.ndarray
     input_shape: tuple[int, int]
+    transparent: bool = False
 
 
 def load_image(source: Any, name: str | None = None, *, max_side: int | None = None) -> np.ndarray:
@@ -93,7 +95,7 @@ def _from_pil(img: Image.Image, label: str, max_side: int | None, owned: bool = 
         gray, alpha = _pil_to_arrays(img, max_side)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DigitrecError(f"{label}: truncated or corrupt image ({e})") from None
-    return Decoded(_flatten_alpha(gray, alpha), (h, w))
+    return Decoded(_flatten_alpha(gray, alpha), (h, w), _transparent(alpha))
 
 
 def _pil_to_arrays(img: Image.Image, max_side: int | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -134,7 +136,7 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
         values = values[..., :3] @ _LUMA
     gray = _shrink(values, max_side)
     alpha = _shrink(alpha, max_side) if alpha is not None else None
-    return Decoded(_flatten_alpha(gray, alpha), (h, w))
+    return Decoded(_flatten_alpha(gray, alpha), (h, w), _transparent(alpha))
 
 
 def _scale_values(arr: np.ndarray) -> np.ndarray:
@@ -149,6 +151,11 @@ def _scale_values(arr: np.ndarray) -> np.ndarray:
         return np.clip(values / top, 0, 1)
     top = float(values.max())
     return np.clip(values / (255.0 if 1.0 < top <= 255.0 else max(top, 1.0)), 0, 1)
+
+
+def _transparent(alpha: np.ndarray | None) -> bool:
+    """Whether any of the image is see-through (the flattening below treats it as drawn, not photographed)."""
+    return alpha is not None and float(alpha.min()) <= 0.99
 
 
 def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:

@@ -60,12 +60,13 @@ class Ink(np.ndarray):
 def preprocess(image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Ink float32 HxW in [0, 1] (1 = full ink, background 0) and the bool mask of ink that survives cleaning."""
     decoded = decode(image, name, max_side=WORK_SIDE)
-    ink, mask = extract_ink(decoded.gray)
+    ink, mask = extract_ink(decoded.gray, rules=not decoded.transparent)  # a canvas has no printed lines
     return Ink(ink, decoded.input_shape), mask
 
 
-def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, rules, specks."""
+def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, the paper's
+    printed lines and boxes (unless `rules` is False), specks."""
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
@@ -77,7 +78,7 @@ def extract_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
     weak, strong = d > max(floor, 0.5 * t), d > t
-    ruled = remove_rules(weak)  # the paper's lines and boxes are not ink to read; what they leave are specks
+    ruled = remove_rules(weak) if rules else weak  # not ink to read; what they leave are specks
     if ruled is not weak:
         weak, strong = ruled, strong & ruled
     mask = _clean(weak, strong)

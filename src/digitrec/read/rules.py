@@ -47,15 +47,19 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
     if x1 - x0 < _long(w, BOX_LONG) and y1 - y0 < _long(h, BOX_LONG):
         return mask  # no run of ink long enough
     ink = mask[y0:y1, x0:x1]  # rules are long for the image, but only the ink's box holds them
-    out = _remove_boxes(ink, (_long(w, BOX_LONG), _long(h, BOX_LONG)))
+    spans = (_spans(ink), _spans(ink.T))  # shared by the boxes' search and the rules' while nothing is removed
+    out = _remove_boxes(ink, (_long(w, BOX_LONG), _long(h, BOX_LONG)), spans)
+    if out is not ink:
+        spans = (_spans(out), _spans(out.T))
     longs = (_long(w), _long(h))
-    rows, cols = _candidates(out, longs[0]), _candidates(out.T, longs[1]).T
+    rows, cols = _candidates(out, longs[0], spans=spans[0]), _candidates(out.T, longs[1], spans=spans[1]).T
     if not (rows.any() or cols.any()):
         return mask if out is ink else _paste(mask, out, y0, x0)
     found: list[Segment] = []
+    before = out
     out = _remove(out, True, found, longs, rows, cols)
     n = len(found)
-    out = _remove(out, False, found, longs)
+    out = _remove(out, False, found, longs, *((rows, cols) if out is before else ()))
     if len(found) > n:
         out = _remove(out, True, found, longs)
     return mask if out is ink else _paste(mask, out, y0, x0)
@@ -79,7 +83,7 @@ def _segments(candidates: np.ndarray) -> list[tuple[int, int, int, int]]:
     return [(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in ndimage.find_objects(labels)]
 
 
-def _remove_boxes(m: np.ndarray, longs: tuple[int, int]) -> np.ndarray:
+def _remove_boxes(m: np.ndarray, longs: tuple[int, int], spans: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """`m` without the printed boxes around its digits (the same object when it has none).
 
     A box is two horizontal and two vertical runs, each at least BOX_LONG of the image's side, meeting at
@@ -87,10 +91,10 @@ def _remove_boxes(m: np.ndarray, longs: tuple[int, int]) -> np.ndarray:
     outside: it may be as bold as the pen and the digit may nearly fill it, which the rules' tests would not
     allow. A digit's loop (a square 0, an 8's) fails one or the other and stays.
     """
-    rows = _candidates(m, longs[0], BOX_DEEP)
-    if not rows.any():
-        return m
-    cols = _candidates(m.T, longs[1], BOX_DEEP).T
+    rows = _candidates(m, longs[0], BOX_DEEP, spans[0])
+    if np.count_nonzero(np.diff(rows.any(axis=1).astype(np.int8), prepend=0) == 1) < 2:
+        return m  # a box has a top and a bottom
+    cols = _candidates(m.T, longs[1], BOX_DEEP, spans[1]).T
     if not cols.any():
         return m
     hs, vs = _segments(rows), _segments(cols.T)  # hs: (y0, y1, x0, x1); vs, transposed: (x0, x1, y0, y1)
@@ -142,21 +146,44 @@ def _remove_boxes(m: np.ndarray, longs: tuple[int, int]) -> np.ndarray:
 def run_lengths(mask: np.ndarray) -> np.ndarray:
     """For each True pixel the length of the horizontal run of True pixels holding it (0 elsewhere)."""
     h, w = mask.shape
-    flat = np.pad(mask, ((0, 0), (1, 1))).ravel()
-    starts = flat & ~np.roll(flat, 1)
-    ids = np.cumsum(starts)
+    padded = np.zeros((h, w + 1), bool)  # a False column closes every row's last run
+    padded[:, :w] = mask
+    flat = padded.ravel()
+    starts = flat.copy()
+    starts[1:] &= ~flat[:-1]
+    ids = np.cumsum(starts, dtype=np.int32)
     lengths = np.bincount(ids[flat], minlength=int(ids[-1]) + 1)
-    return np.where(flat, lengths[ids], 0).reshape(h, w + 2)[:, 1:-1]
+    return np.where(flat, lengths[ids], 0).reshape(h, w + 1)[:, :w]
 
 
-def _candidates(m: np.ndarray, long: int, deep: float = THIN) -> np.ndarray:
+def _in_long_runs(m: np.ndarray, long: int) -> np.ndarray:
+    """Whether each pixel lies in a horizontal run of at least `long` True pixels: windows of `long` wholly
+    inked, found by one running sum, and the pixels any of them covers, by another (3x run_lengths' speed)."""
+    rows, width = m.shape
+    if width < long:
+        return np.zeros_like(m)
+    total = np.zeros((rows, width + 1), np.int32)
+    np.cumsum(m, axis=1, out=total[:, 1:])
+    full = (total[:, long:] - total[:, :-long]) == long  # the window starting at each column is all ink
+    starts = np.zeros((rows, full.shape[1] + 1), np.int32)
+    np.cumsum(full, axis=1, out=starts[:, 1:])
+    col = np.arange(width)
+    return starts[:, np.minimum(col, width - long) + 1] > starts[:, np.maximum(0, col - long + 1)]
+
+
+def _spans(m: np.ndarray) -> np.ndarray:
+    """`m` with short gaps along its rows bridged and a row of tilt allowed: where a rule's run may go."""
+    return _bridge(_tilt(m))
+
+
+def _candidates(m: np.ndarray, long: int, deep: float = THIN, spans: np.ndarray | None = None) -> np.ndarray:
     """Ink in horizontal runs at least `long` pixels long, short gaps bridged, a little tilt allowed, in bands
-    of rows at most `deep` times `long` deep (and the tilt)."""
-    bridged = _bridge(_tilt(m))
+    of rows at most `deep` times `long` deep (and the tilt). `spans`: `_spans(m)`, when already known."""
+    bridged = _spans(m) if spans is None else spans
     rows = np.flatnonzero(np.count_nonzero(bridged, axis=1) >= long)  # only these can hold so long a run
     out = np.zeros_like(m)
     if rows.size:
-        out[rows] = m[rows] & (run_lengths(bridged[rows]) >= long)
+        out[rows] = m[rows] & _in_long_runs(bridged[rows], long)
     # a band of rows this deep is a bold stroke, not a thin rule (whose band is its thickness and the tilt)
     out[run_lengths(out.any(axis=1)[None])[0] > deep * long + 2 * TILT + 1] = False
     return out
@@ -172,25 +199,31 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     along, across = (rows, cols) if horizontal else (cols.T, rows.T)  # across: rules too, perhaps, so not the rest
     if not along.any():
         return mask
-    thick = run_lengths(m.T).T  # how thick the ink is across the rule at each pixel
+    thick = np.zeros(m.shape, np.int32)  # how thick the ink is across the rule, in the columns rules cross
+    crossed = along.any(axis=0)
+    thick[:, crossed] = run_lengths(m[:, crossed].T).T
     rest = _rest(m & ~_grow(along | across), _mode(thick[along]) + 2 * TILT + 1)
     if rest is None:
         return mask
-    (r0, r1, c0, c1), stroke = rest
+    (r0, r1, c0, c1), inside = rest
+    stroke: float | None = None
     labels, n = ndimage.label(along, EIGHT)
     rule = np.zeros(n + 1, bool)
     past = max(MIN_PAST, PAST * (c1 - c0))
     ends = [seg for seg in found if seg.horizontal != horizontal]
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         seg = Segment(horizontal, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
-        width = _mode(thick[sl][labels[sl] == i])
-        if any(seg.same(f) for f in found) or width > max(THIN * seg.length, BOLDER * stroke):
-            continue
         reaches = (seg.x0 <= c0 - past and seg.x1 >= c1 + past
                    and (not horizontal or seg.length >= ACROSS * (r1 - r0)))
-        if reaches or seg.boxed(ends):
-            rule[i] = True
-            found.append(seg)
+        if not (reaches or seg.boxed(ends)) or any(seg.same(f) for f in found):
+            continue
+        width = _mode(thick[sl][labels[sl] == i])
+        if width > THIN * seg.length:
+            stroke = _stroke(inside) if stroke is None else stroke
+            if width > BOLDER * stroke:
+                continue
+        rule[i] = True
+        found.append(seg)
     if not rule.any():
         return mask
     lines = rule[labels]
@@ -234,9 +267,9 @@ def _mode(values: np.ndarray) -> int:
     return int(np.argmax(np.bincount(values)))
 
 
-def _rest(m: np.ndarray, fragment: int) -> tuple[tuple[int, int, int, int], float] | None:
+def _rest(m: np.ndarray, fragment: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """What is left when the rule candidates are taken out: the rows and columns [r0, r1) x [c0, c1) it spans
-    and its strokes' width (the median over its pixels of the shorter run through each); None when empty.
+    and its pixels; None when empty.
 
     Specks do not count, nor pieces no thicker than `fragment` pixels: the short ends and broken bits of rules.
     """
@@ -252,8 +285,12 @@ def _rest(m: np.ndarray, fragment: int) -> tuple[tuple[int, int, int, int], floa
         return None
     inside = keep[labels]
     rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-    stroke = float(np.median(np.minimum(run_lengths(inside), run_lengths(inside.T).T)[inside]))
-    return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1), stroke
+    return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1), inside
+
+
+def _stroke(ink: np.ndarray) -> float:
+    """The strokes' width: the median over the ink's pixels of the shorter run through each."""
+    return float(np.median(np.minimum(run_lengths(ink), run_lengths(ink.T).T)[ink]))
 
 
 def _bridge(m: np.ndarray) -> np.ndarray:
