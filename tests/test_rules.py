@@ -45,30 +45,28 @@ def test_a_grid_goes() -> None:
     assert out[digit].mean() > 0.97 and (out & ~digit).sum() < 0.03 * digit.sum()
 
 
-def test_a_box_around_a_digit_goes() -> None:
-    digit = np.zeros((200, 200), bool)
-    digit[50:150, 95:103] = True  # a 1
-    page = digit.copy()
-    page[20:23, 20:180] = page[177:180, 20:180] = True
-    page[20:180, 20:23] = page[20:180, 177:180] = True
-    assert np.array_equal(remove_rules(page), digit)
+def _frame(mask: np.ndarray, top: int, left: int, bottom: int, right: int, width: int) -> None:
+    """A rectangle's outline, `width` px thick, drawn into `mask` over rows [top, bottom) and columns [left, right)."""
+    mask[top: top + width, left:right] = mask[bottom - width: bottom, left:right] = True
+    mask[top:bottom, left: left + width] = mask[top:bottom, right - width: right] = True
 
 
-def test_a_bold_box_the_digit_nearly_fills_goes() -> None:
-    # as thick as the pen, small beside the page, and the digit reaching within a few pixels of it
-    digit = np.zeros((120, 100), bool)
-    digit[34:86, 47:53] = True
+@pytest.mark.parametrize("shape, one, box", [
+    ((200, 200), (50, 150, 95, 103), (20, 20, 180, 180, 3)),  # a thin box well clear of the digit
+    ((120, 100), (34, 86, 47, 53), (28, 35, 92, 66, 5)),  # as bold as the pen, small, nearly filled
+])
+def test_a_box_around_a_digit_goes(shape: tuple[int, int], one: tuple[int, ...], box: tuple[int, ...]) -> None:
+    digit = np.zeros(shape, bool)
+    digit[one[0]: one[1], one[2]: one[3]] = True  # a 1
     page = digit.copy()
-    page[28:33, 35:66] = page[87:92, 35:66] = True
-    page[28:92, 35:40] = page[28:92, 61:66] = True
+    _frame(page, *box)
     assert np.array_equal(remove_rules(page), digit)
 
 
 def test_a_digits_loop_is_not_a_box() -> None:
     # a squared 0, and an 8 whose lower loop is squared: the loop is the digit, nothing apart sits inside it
     zero = np.zeros((100, 100), bool)
-    zero[20:25, 30:70] = zero[75:80, 30:70] = True
-    zero[20:80, 30:35] = zero[20:80, 65:70] = True
+    _frame(zero, 20, 30, 80, 70, 5)
     assert remove_rules(zero) is zero
     eight = zero.copy()
     eight[5:20, 40:45] = eight[5:10, 40:60] = eight[5:20, 55:60] = True  # the upper loop, on top of it
