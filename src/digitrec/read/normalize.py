@@ -1,9 +1,9 @@
 """From any image to MNIST-like ink, and from a box of ink to the 28x28 image the model was trained on.
 
-`preprocess` finds the ink (polarity, uneven background, threshold, specks, the paper's ruled lines and
-boxes) at a working size of at most `WORK_SIDE` pixels; `to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest
-side scaled to 20 px (antialiased), the centre of mass put at the centre of a 28x28 field, white ink on
-black in [0, 1].
+`preprocess` finds the ink (polarity, uneven background, threshold, the paper's ruled lines and boxes,
+specks) at a working size of at most `WORK_SIDE` pixels; `to_mnist` frames a box of it by MNIST's own recipe
+(`digitrec.data.frame`): the longest side scaled to 20 px (antialiased), the centre of mass put at the centre
+of a 28x28 field, white ink on black in [0, 1].
 """
 from __future__ import annotations
 
