@@ -282,9 +282,12 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> int:
 
 # --- the sets ------------------------------------------------------------------------------------------------------
 
-def scanned(layer: np.ndarray, label: str, photo: bool, rng: np.random.Generator, meta: dict[str, Any]) -> Sample:
-    """An ink layer on random paper, scanned or photographed, saved as PNG or JPEG; the paper joins `meta`."""
+def scanned(layer: np.ndarray, label: str, photo: bool, rng: np.random.Generator, meta: dict[str, Any],
+            printed: np.ndarray | None = None) -> Sample:
+    """An ink layer on random paper (with `printed` lines on it, if given), scanned or photographed, saved as
+    PNG or JPEG; the paper joins `meta`."""
     paper = Paper.random(rng, photo=photo)
+    paper.printed = printed
     fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
     return Sample(paper.render(layer, rng), label, fmt, quality, {**meta, **paper_meta(paper)})
 
@@ -407,12 +410,8 @@ def make_form(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
         printed[y0: y0 + thick, x0: x1 + 1] = printed[y1 - thick + 1: y1 + 1, x0: x1 + 1] = dark
         printed[y0: y1 + 1, x0: x0 + thick] = printed[y0: y1 + 1, x1 - thick + 1: x1 + 1] = dark
     photo = rng.random() < 0.3
-    paper = Paper.random(rng, photo=photo)
-    paper.printed = printed
-    fmt, quality = jpeg_or_png(rng, 0.8 if photo else 0.5, (60, 95))
-    meta = {"mnist_index": idx, "height": height, "kind": kind, "line_px": thick, "line_dark": round(dark, 1),
-            "photo": photo, **paper_meta(paper)}
-    return Sample(paper.render(layer, rng), str(ctx.labels[idx]), fmt, quality, meta)
+    return scanned(layer, str(ctx.labels[idx]), photo, rng, {"mnist_index": idx, "height": height, "kind": kind,
+                   "line_px": thick, "line_dark": round(dark, 1), "photo": photo}, printed)
 
 
 def make_reject(ctx: Context, i: int, rng: np.random.Generator) -> Sample:

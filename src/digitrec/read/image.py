@@ -154,13 +154,14 @@ def _scale_values(arr: np.ndarray) -> np.ndarray:
 
 
 def _transparent(alpha: np.ndarray | None) -> bool:
-    """Whether any of the image is see-through (the flattening below treats it as drawn, not photographed)."""
+    """Whether any of the image is see-through: a drawing, not a photographed page (nor a page saved with an
+    opaque alpha channel)."""
     return alpha is not None and float(alpha.min()) <= 0.99
 
 
 def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """Composite onto white; when that leaves (almost) no contrast but alpha has some, alpha is the ink."""
-    if alpha is None or alpha.min() > 0.99:
+    if not _transparent(alpha):
         return np.ascontiguousarray(gray, np.float32)
     composite = alpha * gray + (1.0 - alpha)
     alpha_contrast = float(alpha.max() - alpha.min())

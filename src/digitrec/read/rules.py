@@ -5,8 +5,9 @@ side reads as a 1 and a ruled line joins a digit's strokes into another digit. A
 run of ink at least `LONG` of the image's side along it that reaches well past the rest of the ink at
 both ends (`PAST` of the rest's extent along it), thin for its length or beside the rest's strokes (`THIN`,
 `BOLDER`), and a horizontal one is also much longer than the rest is tall (`ACROSS`). A digit's own long
-strokes (a 7's bar, a 4's or a 9's stem, a 2's foot) end about where the digit does, so they stay. Only the rule's own thickness is taken: where a stroke crosses the rule or
-lies along it, the ink is thicker and is kept. Printed boxes are found apart (`_remove_boxes`): four
+strokes (a 7's bar, a 4's or a 9's stem, a 2's foot) end about where the digit does, so they stay. Only the
+rule's own thickness is taken: where a stroke crosses the rule or lies along it, the ink is thicker and is
+kept. Printed boxes are found apart (`_remove_boxes`): four
 straight sides meeting at corners around ink that does not touch them.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ MIN_PAST = 3  # pixels: the least reach past the rest at each end
 GAP = 2  # gaps of up to this many pixels along a rule (faint or broken printing) do not break it
 TILT = 1  # rows either side a horizontal run may wander into (columns, for vertical ones): rules shot askew
 SPECK = 0.1  # pieces of the rest under this fraction of its largest piece do not count for its extent
-EIGHT = np.ones((3, 3), bool)
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
@@ -202,7 +203,7 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     thick = np.zeros(m.shape, np.int32)  # how thick the ink is across the rule, in the columns rules cross
     crossed = along.any(axis=0)
     thick[:, crossed] = run_lengths(m[:, crossed].T).T
-    rest = _rest(m & ~_grow(along | across), _mode(thick[along]) + 2 * TILT + 1)
+    rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1)
     if rest is None:
         return mask
     (r0, r1, c0, c1), inside = rest
@@ -311,10 +312,12 @@ def _tilt(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def _grow(m: np.ndarray) -> np.ndarray:
-    """3x3 dilation by shifted ORs."""
-    out = _tilt(m)
-    grown = out.copy()
-    grown[:, 1:] |= out[:, :-1]
-    grown[:, :-1] |= out[:, 1:]
-    return grown
+def dilate(mask: np.ndarray) -> np.ndarray:
+    """3x3 binary dilation by shifted ORs (several times faster than scipy's for this one case)."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
