@@ -63,7 +63,9 @@ def compare_tutorial(epochs: int, device: str) -> dict:
     """
     splits = load_splits(log=lambda m: None)
     train_split, test_split = splits["train"], splits["test"]
-    theirs = tutorial_epochs(train_split.images, train_split.labels, test=(test_split.images, test_split.labels))
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    theirs = tutorial_epochs(train_split.images, train_split.labels, test=(test_split.images, test_split.labels),
+                             device=dev)
     base_train: list[float] = []
     base_eval: list[float] = []
     ours_train: list[float] = []

@@ -273,10 +273,10 @@ def _train_epoch(fwd, net, model, data, fonts, cfg, world, epoch, opt, sched, sc
             bar.update(b + 1 - bar.n)
     if bar is not None:
         bar.close()
+    local = [loss_sum.item(), correct.item(), labelled]  # waits for the device, so the time below includes its work
     seconds = time.perf_counter() - t0
     n = steps * cfg.batch_size
-    totals = all_reduce_sum(torch.tensor([loss_sum.item(), correct.item(), labelled], dtype=torch.float64,
-                                         device=device), world).tolist()
+    totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=device), world).tolist()
     return {"train_loss": totals[0] / (steps * world.size), "train_acc": totals[1] / totals[2],
             "images_per_s": round(n / seconds, 1), "epoch_time": round(seconds, 3)}
 
