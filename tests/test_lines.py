@@ -199,15 +199,15 @@ def test_count_joins_a_stroke_set_apart_from_its_digit() -> None:
     assert piece.box.x == 5 and piece.box.w == 16
 
 
-@pytest.mark.parametrize("name, truth, merged", [("touching_233.jpg", "233", "23"), ("touching_616.jpg", "616", "66"),
-                                                 ("touching_11119.jpg", "11119", "1149")])
-def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str, merged: str) -> None:
+@pytest.mark.parametrize("name, truth", [("touching_233.jpg", "233"), ("touching_616.jpg", "616"),
+                                         ("touching_11119.jpg", "11119")])
+def test_the_shipped_line_reader_splits_touching_digits(name: str, truth: str) -> None:
     # Lines of the development set (benchmarks/read_sets.py --seed 12345, MNIST test digits) where two digits
-    # touch: the classifier alone takes the pair for one digit; the line reader's count splits it.
+    # touch: the classifier alone takes the pair for one digit (one digit short); the line reader's count splits it.
     from digitrec.read.recognizer import Recognizer
 
     image = Path(__file__).parent / "data" / "read" / name
-    assert Recognizer.load(lines=None).read(image).digits == merged
+    assert len(Recognizer.load(lines=None).read(image).digits) == len(truth) - 1
     result = Recognizer.load().read(image)
     assert result.digits == truth and len(result.items) == len(truth)
     boxes = [item.box for item in result.items]

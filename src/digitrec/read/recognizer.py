@@ -22,7 +22,7 @@ from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
 BUILTIN = {"default": ("default.pt",),
-           "default-ensemble": ("default.pt", "ensemble-3.pt", "ensemble-2.pt", "ensemble-1.pt")}
+           "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt", "ensemble-3.pt", "ensemble-4.pt")}
 
 
 @dataclass
