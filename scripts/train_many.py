@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -37,6 +37,7 @@ import yaml
 from digitrec.config import TrainConfig, build_config
 from digitrec.data.fonts import render_font_digits, resolve_fonts
 from digitrec.data.mnist import Split
+from digitrec.errors import DigitrecError
 from digitrec.evaluation import evaluate_checkpoint
 from digitrec.training import loop
 from digitrec.training.loop import Hooks, train
@@ -49,10 +50,18 @@ PEER_WAIT_S = 60.0  # how long a calibrated job waits for the others before it t
 
 def load_plan(path: Path) -> dict[str, TrainConfig]:
     """Each job's resolved config, by run name."""
+    if not path.is_file():
+        raise SystemExit(f"plan {path}: no such file")
     plan = yaml.safe_load(path.read_text()) or {}
+    jobs = plan.get("jobs") if isinstance(plan, dict) else None
+    if not isinstance(jobs, dict) or not jobs:
+        raise SystemExit(f"plan {path}: expected a mapping with `jobs:` (run name: its settings) and optional `defaults:`")
     defaults = plan.get("defaults") or {}
-    return {name: build_config("default", defaults, {"name": name, **(own or {})}, source=f"{path} job {name}")
-            for name, own in (plan.get("jobs") or {}).items()}
+    try:
+        return {name: build_config("default", defaults, {"name": name, **(own or {})}, source=f"{path} job {name}")
+                for name, own in jobs.items()}
+    except DigitrecError as e:
+        raise SystemExit(str(e)) from None
 
 
 def font_key(cfg: TrainConfig) -> str:
@@ -81,7 +90,7 @@ def use_font_cache(path: Path) -> None:
     """Serve the jobs' font digits from a --render-fonts file instead of rendering them from font files."""
     cache = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), weights_only=True)
 
-    def cached(cfg: TrainConfig, device: torch.device, log) -> Split | None:
+    def cached(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]) -> Split | None:
         if not cfg.font_digits:
             return None
         entry = cache.get(font_key(cfg))
@@ -176,7 +185,9 @@ def run_all(plan: Path, jobs: dict[str, TrainConfig], args: argparse.Namespace, 
     for name, p in procs.items():
         if p.poll() is None:
             p.kill()
-            print(f"{name}: still running at the deadline; stopped", flush=True)
+            p.wait()
+            print(f"{name}: still running at the deadline; stopped (its run folder keeps the last epoch's checkpoints)",
+                  flush=True)
     rows = []
     for name in jobs:
         path = runs / f"{name}.json"
