@@ -28,7 +28,7 @@ from tutorial_baseline import tutorial_epochs  # noqa: E402
 from digitrec.config import build_config  # noqa: E402
 from digitrec.data.mnist import load_splits  # noqa: E402
 from digitrec.models.inference import batched_logits  # noqa: E402
-from digitrec.training.loop import Hooks, train  # noqa: E402
+from digitrec.training.loop import Hooks, resolve_device, train  # noqa: E402
 
 TARGETS = (0.990, 0.995)
 
@@ -36,7 +36,7 @@ TARGETS = (0.990, 0.995)
 def time_to_accuracy(recipe: str, seed: int, device: str, overrides: dict) -> dict:
     """Train one recipe; return per-epoch (training seconds, test accuracy) and the times to each target."""
     test = load_splits(log=lambda m: None)["test"]
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     images, labels = test.images.to(dev), test.labels.to(dev)
     curve: list[tuple[float, float]] = []
 
@@ -63,9 +63,8 @@ def compare_tutorial(epochs: int, device: str) -> dict:
     """
     splits = load_splits(log=lambda m: None)
     train_split, test_split = splits["train"], splits["test"]
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     theirs = tutorial_epochs(train_split.images, train_split.labels, test=(test_split.images, test_split.labels),
-                             device=dev)
+                             device=str(resolve_device(device)))
     base_train: list[float] = []
     base_eval: list[float] = []
     ours_train: list[float] = []
