@@ -39,6 +39,7 @@ from digitrec.data.fonts import render_font_digits, resolve_fonts
 from digitrec.data.mnist import Split
 from digitrec.errors import DigitrecError
 from digitrec.evaluation import evaluate_checkpoint
+from digitrec.report import write_json
 from digitrec.training import loop
 from digitrec.training.loop import Hooks, train
 
@@ -153,7 +154,7 @@ def run_job(cfg: TrainConfig, deadline: float, gate: Path | None, out: Path, pee
     result = {"name": cfg.name, "model": cfg.model, "model_args": cfg.model_args, "epochs": epochs,
               "calibration": cal, "wall_s": time.perf_counter() - t0, "test_acc": test.get("accuracy"),
               **{k: summary[k] for k in ("best_val_acc", "best_epoch", "train_time")}}
-    (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
+    write_json(result, out / f"{cfg.name}.json")  # atomic: run_all reads it even after a kill
 
 
 def _wait_for(ready, timeout: float) -> None:
@@ -192,7 +193,7 @@ def run_all(plan: Path, jobs: dict[str, TrainConfig], args: argparse.Namespace, 
     for name in jobs:
         path = runs / f"{name}.json"
         rows.append(json.loads(path.read_text()) if path.exists() else {"name": name, "failed": procs[name].returncode})
-    (runs / "summary.json").write_text(json.dumps(rows, indent=2))
+    write_json(rows, runs / "summary.json")
     print(f"{'job':<16} {'model':<11} {'epochs':>6} {'s/epoch':>8} {'best val':>9} {'test':>7}")
     for r in rows:
         if "failed" in r:
