@@ -116,13 +116,15 @@ def _ink_signal(gray: np.ndarray) -> tuple[np.ndarray, float]:
         return gray - level, noise
     # Uneven paper (shading, vignetting): subtract a large-scale estimate of it, first polarity-blind (median),
     # then from the paper's side of the distribution once the polarity is known.
-    r = gray - _background(gray, 50)
-    sample = r[::4, ::4].ravel()
-    noise = _sigma(sample)
-    dark = _reaches_further(gray[::2, ::2], level)
+    # The polarity-blind pass only feeds robust statistics of every second pixel, so it runs at half size.
+    coarse, size = _coarse(gray)
+    half = gray[::2, ::2]
+    r = half - _upscale(percentile_filter(coarse, 50, size), half.shape)
+    noise = _sigma(r[::2, ::2].ravel())
+    dark = _reaches_further(half, level)
     if dark is None:
-        dark = _dark_ink(r[::2, ::2], noise)
-    background = _background(gray, 80 if dark else 20)
+        dark = _dark_ink(r, noise)
+    background = _upscale(percentile_filter(coarse, 80 if dark else 20, size), gray.shape)
     # Never darker (for dark ink) than the paper the border shows, mirrored about its median: inside a stroke
     # wider than the neighbourhoods, the percentile is ink, and the stroke would come out hollow.
     if dark:
@@ -186,15 +188,19 @@ def _dark_ink(r: np.ndarray, noise: float) -> bool:
     return float(np.clip(-r - t, 0, None).sum()) >= float(np.clip(r - t, 0, None).sum())
 
 
-def _background(gray: np.ndarray, q: float) -> np.ndarray:
-    """The q-th percentile of gray over neighbourhoods a third of the short side wide, smooth at full size."""
+def _coarse(gray: np.ndarray) -> tuple[np.ndarray, int]:
+    """gray averaged over cells 1/24 of the short side, and the window (a third of the short side, in cells)
+    over which a percentile of them estimates the paper."""
     h, w = gray.shape
     cell = max(1, min(h, w) // 24)
     small = (max(1, h // cell), max(1, w // cell))
     coarse = np.asarray(Image.fromarray(gray).resize(small[::-1], Image.Resampling.BOX))
-    size = max(3, min(small) // 3)
-    coarse = percentile_filter(coarse, q, size)
-    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
+    return coarse, max(3, min(small) // 3)
+
+
+def _upscale(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A coarse grid smoothly (bilinearly) resized to `shape`."""
+    return np.asarray(Image.fromarray(coarse).resize(shape[::-1], Image.Resampling.BILINEAR))
 
 
 def percentile_filter(values: np.ndarray, q: float, size: int) -> np.ndarray:

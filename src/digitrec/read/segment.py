@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError
@@ -41,6 +42,7 @@ LOOSE_JOIN = 3.0  # ...unless the line reader counts fewer digits than the piece
 HOPELESS = -3.0  # pieces whose log prior is below this are not worth asking the classifier about
 CUT_ROWS = 60  # cut paths through groups taller than twice this are searched on a pooled grid
 ATTACH_GAP = 0.1  # a short piece this close to a digit's top (in line heights) is part of it
+WORK_LINE_H = 36  # lines at least twice this high (working px) are segmented at a size where they are under it
 MIN_HEIGHT_PX = 8  # no legible digit is shorter than this many input pixels: smaller groups are specks of noise
 
 
@@ -119,6 +121,13 @@ def segment_pieces(
         return []
     groups = _components(labels, n)
     line_h = _line_height(groups)
+    whole, whole_mask, f = ink, mask, int(line_h // WORK_LINE_H)
+    if f >= 2:  # far more pixels than 28x28 crops need: segment a copy f times smaller, boxes drawn at full size
+        ink, labels = _reduced(ink, labels, f)
+        groups = _components(labels, n)
+        if not groups:
+            return []
+        line_h = _line_height(groups)
     groups = _drop_small(_attach_tops(_merge(groups, line_h), line_h), line_h, MIN_HEIGHT_PX / scale_of(ink)[0])
     if not groups:
         return []
@@ -146,10 +155,41 @@ def segment_pieces(
     else:
         path = _counted_path(edges, atoms, rater, digits)
     spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
-    pieces = [Piece(Box(*box_to_input(ink, *rater.box(e))), rater.crop(e), rater.probs.get(e)) for e in spans]
-    if isinstance(ink, Ink):
-        ink.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
+    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), whole_mask, f) for e in spans]
+    pieces = [Piece(Box(*box_to_input(whole, *box)), rater.crop(e), rater.probs.get(e)) for box, e in zip(boxes, spans)]
+    if isinstance(whole, Ink):
+        whole.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
     return pieces
+
+
+def _reduced(ink: np.ndarray, labels: np.ndarray, f: int) -> tuple[Ink, np.ndarray]:
+    """`ink` shrunk f times (area average), as an Ink that still maps its boxes onto the input image, and the
+    component `labels` shrunk with it: a block is ink when a quarter of it was, labelled as the full-size
+    component it holds (the highest-numbered, where two meet), so that no two components merge."""
+    h, w = -(-ink.shape[0] // f) * f, -(-ink.shape[1] // f) * f
+    pad = ((0, h - ink.shape[0]), (0, w - ink.shape[1]))
+    size = (w // f, h // f)
+    small = Image.fromarray(np.pad(np.asarray(ink, np.float32), pad)).resize(size, Image.Resampling.BOX)
+    padded = np.pad(labels, pad)
+    cover = Image.fromarray((padded > 0).view(np.uint8) * np.uint8(255)).resize(size, Image.Resampling.BOX)
+    owner = padded[::f, ::f].copy()
+    for dy in range(f):
+        for dx in range(f):
+            np.maximum(owner, padded[dy::f, dx::f], out=owner)
+    shape = getattr(ink, "input_shape", None) or ink.shape
+    sy, sx = shape[0] / ink.shape[0], shape[1] / ink.shape[1]  # the shrunk image spans (h, w) of ink's pixels
+    return Ink(np.asarray(small), (round(h * sy), round(w * sx))), np.where(np.asarray(cover) >= 64, owner, 0)
+
+
+def _full_box(piece: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray, f: int) -> tuple[int, int, int, int]:
+    """The tight box (x0, y0, x1, y1), on the full-size `mask`, of the ink of a piece found at 1/f size."""
+    x0, y0, x1, y1 = (v * f for v in box)
+    near = np.repeat(np.repeat(piece > 0, f, 0), f, 1)[:mask.shape[0] - y0, :mask.shape[1] - x0]
+    hit = near & mask[y0:y0 + near.shape[0], x0:x0 + near.shape[1]]
+    rows, cols = np.flatnonzero(hit.any(1)), np.flatnonzero(hit.any(0))
+    if rows.size == 0:
+        return x0, y0, min(x1, mask.shape[1]), min(y1, mask.shape[0])
+    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
 
 
 class _Rater:
