@@ -186,6 +186,21 @@ def test_count_cuts_a_piece_too_narrow_to_be_two_digits_on_its_own() -> None:
     assert left.x == 5 and left.x + left.w <= right.x + 1 and right.x + right.w == 29
 
 
+def test_count_cuts_a_tall_line_segmented_small_with_boxes_in_input_pixels() -> None:
+    # The same narrow block, 90 px high in an image shrunk by 2 from its input: segmented on a copy half its
+    # size, cut in two on the line reader's count, and boxed in the input's pixels.
+    from digitrec.read.normalize import Ink
+
+    ink = np.zeros((100, 90), np.float32)
+    ink[5:95, 5:77] = 1.0
+    assert 90 // seg.WORK_LINE_H == 2
+    pieces = seg.segment_pieces(Ink(ink, (200, 180)), ink > 0, _sure(1), count=lambda _l: 2)
+    assert len(pieces) == 2
+    left, right = (p.box for p in pieces)
+    assert (left.x, left.y, left.h) == (10, 10, 180) and (right.y, right.h) == (10, 180)
+    assert left.x + left.w <= right.x + 4 and right.x + right.w == 154
+
+
 def test_count_joins_a_stroke_set_apart_from_its_digit() -> None:
     # Two tall strokes 4 px apart in a line 30 px high: too far apart for segmentation to join them on its
     # own, but when the line reader counts one digit there, they are read as one rather than the count ignored.

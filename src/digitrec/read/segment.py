@@ -121,7 +121,7 @@ def segment_pieces(
         return []
     groups = _components(labels, n)
     line_h = _line_height(groups)
-    whole, whole_mask, f = ink, mask, int(line_h // WORK_LINE_H)
+    full, full_mask, f = ink, mask, int(line_h // WORK_LINE_H)
     if f >= 2:  # far more pixels than 28x28 crops need: segment a copy f times smaller, boxes drawn at full size
         ink, labels = _reduced(ink, labels, f)
         groups = _components(labels, n)
@@ -155,10 +155,10 @@ def segment_pieces(
     else:
         path = _counted_path(edges, atoms, rater, digits)
     spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
-    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), whole_mask, f) for e in spans]
-    pieces = [Piece(Box(*box_to_input(whole, *box)), rater.crop(e), rater.probs.get(e)) for box, e in zip(boxes, spans)]
-    if isinstance(whole, Ink):
-        whole.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
+    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), full_mask, f) for e in spans]
+    pieces = [Piece(Box(*box_to_input(full, *box)), rater.crop(e), rater.probs.get(e)) for box, e in zip(boxes, spans)]
+    if isinstance(full, Ink):
+        full.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
     return pieces
 
 
