@@ -122,15 +122,33 @@ def test_boxes_are_in_input_pixels_for_large_photos() -> None:
     assert _close(bounding_box(ink, mask), (1000, 500, 1300, 500), tol=4)
 
 
-def test_a_tall_line_is_segmented_small_without_merging_digits_or_losing_box_precision() -> None:
-    # Two bars 120 px tall, 2 px apart: the line is segmented at a third of its size, where no block is all
-    # gap; the bars stay two digits (components are labelled at full size) and their boxes are drawn at
-    # full size, exact to the pixel.
-    page = _page([("bar", 101, 40, 30, 120), ("bar", 133, 40, 29, 120)], size=(300, 200))
+@pytest.mark.parametrize("gap_at, f", [(130, 3), (131, 3), (132, 3)])
+def test_a_tall_line_is_segmented_small_without_merging_digits_or_losing_box_precision(gap_at, f, monkeypatch) -> None:
+    # Two bars 120 px tall, 1 px apart, the gap falling anywhere in a block: the line is segmented at a third
+    # of its size (spied on); the bars stay two digits (components are labelled at full size), and each box is
+    # drawn at full size over its own bar alone, exact to the pixel, even where a block held both bars.
+    reduced = []
+    real = seg._reduced
+    monkeypatch.setattr(seg, "_reduced", lambda *a: reduced.append(a[2]) or real(*a))
+    page = _page([("bar", 100, 40, gap_at - 100, 120), ("bar", gap_at + 1, 40, 29, 120)], size=(300, 200))
     ink, mask = preprocess(page)
-    assert ink.shape == page.shape and 120 // seg.WORK_LINE_H == 3
     boxes = segment(ink, mask)
-    assert [b.as_list() for b in boxes] == [[101, 40, 30, 120], [133, 40, 29, 120]]
+    assert reduced == [f]
+    assert [b.as_list() for b in boxes] == [[100, 40, gap_at - 100, 120], [gap_at + 1, 40, 29, 120]]
+
+
+@pytest.mark.parametrize("height", [180, 400])
+def test_a_very_tall_digit_keeps_its_faint_edges_in_its_box(height: int, monkeypatch) -> None:
+    # Shrunk 5 or 11 times, a block holding under a quarter of ink is empty; the box still reaches the ink's
+    # edge rows and columns.
+    reduced = []
+    real = seg._reduced
+    monkeypatch.setattr(seg, "_reduced", lambda *a: reduced.append(a[2]) or real(*a))
+    ink = np.zeros((height + 60, 300), np.float32)
+    ink[31:31 + height, 100:140] = 1.0
+    (piece,) = segment_pieces(ink, ink > 0)
+    assert reduced == [height // seg.WORK_LINE_H] and reduced[0] >= 5
+    assert piece.box.as_list() == [100, 31, 40, height]
 
 
 def _counting(calls: list[list[np.ndarray]]):

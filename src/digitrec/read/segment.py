@@ -121,7 +121,7 @@ def segment_pieces(
         return []
     groups = _components(labels, n)
     line_h = _line_height(groups)
-    full, full_mask, f = ink, mask, int(line_h // WORK_LINE_H)
+    full, full_labels, f = ink, labels, int(line_h // WORK_LINE_H)
     if f >= 2:  # far more pixels than 28x28 crops need: segment a copy f times smaller, boxes drawn at full size
         ink, labels = _reduced(ink, labels, f)
         groups = _components(labels, n)
@@ -155,7 +155,9 @@ def segment_pieces(
     else:
         path = _counted_path(edges, atoms, rater, digits)
     spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
-    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), full_mask, f) for e in spans]
+    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), labels, full_labels,
+                                                  [k for atom in atoms[e[0]:e[1]] for k in atom.group.labels], f)
+             for e in spans]
     pieces = [Piece(Box(*box_to_input(full, *box)), rater.crop(e), rater.probs.get(e)) for box, e in zip(boxes, spans)]
     if isinstance(full, Ink):
         full.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
@@ -181,15 +183,25 @@ def _reduced(ink: np.ndarray, labels: np.ndarray, f: int) -> tuple[Ink, np.ndarr
     return Ink(np.asarray(small), (round(h * sy), round(w * sx))), np.where(np.asarray(cover) >= 64, owner, 0)
 
 
-def _full_box(piece: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray, f: int) -> tuple[int, int, int, int]:
-    """The tight box (x0, y0, x1, y1), on the full-size `mask`, of the ink of a piece found at 1/f size."""
-    x0, y0, x1, y1 = (v * f for v in box)
-    near = np.repeat(np.repeat(piece > 0, f, 0), f, 1)[:mask.shape[0] - y0, :mask.shape[1] - x0]
-    hit = near & mask[y0:y0 + near.shape[0], x0:x0 + near.shape[1]]
+def _full_box(piece: np.ndarray, box: tuple[int, int, int, int], labels: np.ndarray, full_labels: np.ndarray,
+              own: list[int], f: int) -> tuple[int, int, int, int]:
+    """The tight full-size box (x0, y0, x1, y1) of a piece found at 1/f size (its ink `piece` inside `box`, on
+    the shrunk `labels`): its blocks, grown by one into blocks the shrinking left empty (a component's edge
+    covering under a quarter of a block), drawn at full size over the pixels of its own components alone (a
+    block shared with a neighbour went to one of them)."""
+    x0, y0, x1, y1 = box
+    bx0, by0 = max(x0 - 1, 0), max(y0 - 1, 0)
+    bx1, by1 = min(x1 + 1, labels.shape[1]), min(y1 + 1, labels.shape[0])
+    blocks = np.zeros((by1 - by0, bx1 - bx0), bool)
+    blocks[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = piece > 0
+    blocks |= ndimage.binary_dilation(blocks, np.ones((3, 3), bool)) & (labels[by0:by1, bx0:bx1] == 0)
+    fy0, fx0 = by0 * f, bx0 * f
+    near = np.repeat(np.repeat(blocks, f, 0), f, 1)[:full_labels.shape[0] - fy0, :full_labels.shape[1] - fx0]
+    hit = near & np.isin(full_labels[fy0:fy0 + near.shape[0], fx0:fx0 + near.shape[1]], own)
     rows, cols = np.flatnonzero(hit.any(1)), np.flatnonzero(hit.any(0))
     if rows.size == 0:
-        return x0, y0, min(x1, mask.shape[1]), min(y1, mask.shape[0])
-    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
+        return x0 * f, y0 * f, min(x1 * f, full_labels.shape[1]), min(y1 * f, full_labels.shape[0])
+    return fx0 + int(cols[0]), fy0 + int(rows[0]), fx0 + int(cols[-1]) + 1, fy0 + int(rows[-1]) + 1
 
 
 class _Rater:
