@@ -39,10 +39,11 @@ def _resize(crop: np.ndarray, s: float) -> np.ndarray:
 
 def _tight(crop: np.ndarray, level: float = 0.05) -> np.ndarray | None:
     """The crop cut to the rows and columns holding ink above `level`; None when there is none."""
-    rows = np.flatnonzero((crop > level).any(1))
+    inked = crop > level
+    rows = np.flatnonzero(inked.any(1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero((crop > level).any(0))
+    cols = np.flatnonzero(inked.any(0))
     return crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
@@ -78,8 +79,8 @@ def _centre(small: np.ndarray) -> np.ndarray:
     total = float(small.sum())
     cy = float(small.sum(1) @ np.arange(h)) / total
     cx = float(small.sum(0) @ np.arange(w)) / total
-    oy = int(np.clip(round(CENTRE - cy), 0, FIELD - h))
-    ox = int(np.clip(round(CENTRE - cx), 0, FIELD - w))
+    oy = min(max(round(CENTRE - cy), 0), FIELD - h)  # Python ints: np.clip on a scalar costs ~5 us a call
+    ox = min(max(round(CENTRE - cx), 0), FIELD - w)
     out = np.zeros((FIELD, FIELD), np.float32)
     out[oy:oy + h, ox:ox + w] = small
     return out
