@@ -207,6 +207,10 @@ def print_quality(results: dict[str, dict[str, Any]]) -> None:
         print(f"reject: false accepts on blank/noise {r['false_accepts_blank_noise']:.2%} of {r['n_blank_noise']} "
               f"(max confidence {r['max_confidence_blank_noise']:.3f}), on letters {r['false_accepts_letters']:.2%} "
               f"of {r['n_letters']} (max confidence {r['max_confidence_letters']:.3f})")
+        if "false_accepts_blank_noise_single" in r:
+            print(f"        read as one digit (--single): blank/noise {r['false_accepts_blank_noise_single']:.2%} "
+                  f"(max confidence {r['max_confidence_blank_noise_single']:.3f}), "
+                  f"letters {r['false_accepts_letters_single']:.2%}")
     print("\nCommonest confusions (truth→read, ∅ = abstained) and accuracy by group:")
     for name, r in results.items():
         print(f"  {name:7s} " + (", ".join(f"{c} x{k}" for c, k in r["confusions"][:8]) or "none"))
@@ -252,6 +256,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         meta = folder / "meta.json"
         items = json.loads(meta.read_text()).get("items", {}) if meta.exists() else {}
         results[name] = score(name, read_all(rec, folder, SINGLE[name], args.limit), items)
+        if name == "reject":  # the same images read as one digit each (--single): no segmenter to turn them down
+            as_one = score(name, read_all(rec, folder, True, args.limit), items)
+            results[name].update({f"{key}_single": as_one[key] for key in
+                                  ("false_accepts_blank_noise", "max_confidence_blank_noise", "false_accepts_letters")})
         results[name]["seconds"] = round(time.perf_counter() - start, 2)
         print(f"{name:7s} {results[name]['n']:5d} images read in {results[name]['seconds']:.1f} s")
     lat = {}

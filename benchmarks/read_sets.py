@@ -440,18 +440,23 @@ def make_reject(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
 
 
 def _noise(h: int, w: int, rng: np.random.Generator, meta: dict[str, Any]) -> Sample:
-    """Pure noise: uniform, gaussian around mid-grey, or salt and pepper on a light page."""
+    """Pure noise: uniform, gaussian around mid-grey, or salt and pepper (0.5-35 % of the pixels) on a light,
+    a dark or a grey page."""
     style = str(rng.choice(["uniform", "gaussian", "salt_pepper"]))
     if style == "uniform":
         img = rng.integers(0, 256, (h, w))
     elif style == "gaussian":
         img = rng.normal(rng.uniform(80, 200), rng.uniform(20, 60), (h, w))
     else:
-        img = np.full((h, w), rng.uniform(200, 255))
+        page = str(rng.choice(["light", "dark", "grey"]))
+        img = np.full((h, w), rng.uniform(200, 255) if page == "light" else rng.uniform(0, 55) if page == "dark"
+                      else rng.uniform(90, 170))
         dots = rng.random((h, w))
-        density = rng.uniform(0.005, 0.05)
-        img[dots < density / 2] = 0
-        img[dots > 1 - density / 2] = 255
+        density = float(rng.uniform(0.005, 0.35))
+        salt, pepper = {"light": (0.0, density), "dark": (density, 0.0), "grey": (density / 2, density / 2)}[page]
+        img[dots < pepper] = 0
+        img[dots > 1 - salt] = 255
+        meta.update(page=page, density=round(density, 3))
     meta["noise"] = style
     return Sample(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), "", meta=meta)
 

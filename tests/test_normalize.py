@@ -188,6 +188,39 @@ def test_blank_pages_have_no_ink(kind: str) -> None:
     assert not mask.any() and not ink.any()
 
 
+@pytest.mark.parametrize("page, density, shape, why", [
+    ("light", 0.08, (240, 320), "scattered"),  # many specks of a few pixels
+    ("dark", 0.15, (240, 320), "scattered"),  # light on dark
+    ("grey", 0.15, (240, 320), "scattered"),  # both kinds on grey
+    ("light", 0.4, (150, 660), "threads"),  # dense: the specks join into pixel-wide threads
+    ("dark", 0.096, (625, 814), "stands out"),  # on a big image few specks survive, no bigger than the rest
+    ("grey", 0.3, (75, 373), "scattered"),  # on grey the paper between specks is weak ink; the strong ink is judged
+])
+def test_salt_and_pepper_noise_is_set_aside_as_noise(page: str, density: float, shape: tuple[int, int],
+                                                     why: str) -> None:
+    rng = np.random.default_rng(0)
+    gray = np.full(shape, {"light": 0.9, "dark": 0.12, "grey": 0.51}[page])
+    dots = rng.random(gray.shape)
+    if page != "dark":
+        gray[dots < (density if page == "light" else density / 2)] = 0.0
+    if page != "light":
+        gray[dots > 1 - (density if page == "dark" else density / 2)] = 1.0
+    ink, mask = preprocess((gray * 255).astype(np.uint8))
+    assert not mask.any() and not ink.any()
+    assert ink.rejected is not None and ink.rejected.startswith("noise") and why in ink.rejected
+
+
+def test_a_digit_on_a_dusty_page_is_still_ink_and_not_noise() -> None:
+    rng = np.random.default_rng(3)
+    page = _ring_image().astype(np.float32) / 255
+    page[rng.random(page.shape) < 0.03] = 0.0  # 3 % of the pixels black: heavy dust
+    ink, mask = preprocess(page)
+    _, clean_mask = preprocess(_ring_image())
+    assert ink.rejected is None
+    np.testing.assert_allclose(_bbox(mask.astype(float)), _bbox(clean_mask.astype(float)), atol=2)  # dust touching it
+    assert (mask & clean_mask).sum() > 0.95 * clean_mask.sum() and (mask & ~clean_mask).sum() < 0.05 * clean_mask.sum()
+
+
 def test_soft_faint_blotches_are_not_ink_but_faint_pencil_is() -> None:
     yy, xx = np.mgrid[:300, :300]
     blotches = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 25.0 ** 2)) for cy, cx in ((80, 90), (200, 210)))

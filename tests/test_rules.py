@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from digitrec.read import rules
 from digitrec.read.rules import remove_rules, run_lengths
 
 DATA = Path(__file__).parent / "data" / "read"
@@ -99,6 +100,19 @@ def test_nothing_to_remove_returns_the_same_mask() -> None:
     assert remove_rules(m) is m
     empty = np.zeros((50, 50), bool)
     assert remove_rules(empty) is empty
+
+
+def test_a_texture_of_many_straight_runs_is_not_searched_for_boxes(monkeypatch) -> None:
+    m = np.zeros((400, 400), bool)
+    m[5:395:4, 5:395] = True  # 98 horizontal runs...
+    m[5:395, 5:395:6] = True  # ...and 65 vertical ones: every pair of them could frame a box
+    m[150:250, 190:200] = True
+
+    def no_pairs(*_a, **_k):
+        raise AssertionError("the box search ran on a texture")
+
+    monkeypatch.setattr(rules.np, "isin", no_pairs)  # only the search for each pair's frame calls it
+    assert rules._remove_boxes(m, (80, 80), (rules._spans(m), rules._spans(m.T))) is m
 
 
 @pytest.mark.parametrize("name, truth", [("ruled_0.jpg", "0"), ("grid_8.jpg", "8"), ("box_1.jpg", "1"),

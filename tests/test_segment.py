@@ -222,6 +222,10 @@ def test_the_reader_says_when_it_found_only_specks(served_model) -> None:
     assert rec.read(_page([("bar", 100, 60, 6, 40)], size=(280, 280)), single=True).items  # a drawn 1 is read
     blank = rec.read(_page([]))
     assert blank.digits == "" and blank.reason.startswith("blank")
+    salt_and_pepper = np.where(np.random.default_rng(0).random((300, 400)) < 0.2, 0, 255).astype(np.uint8)
+    for single in (False, True):
+        noise = rec.read(salt_and_pepper, single=single)
+        assert noise.digits == "" and noise.items == [] and noise.reason.startswith("noise")
 
 
 @pytest.mark.parametrize("score", [None, _ring_score])

@@ -35,55 +35,81 @@ MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this much, or t
 # blurred or not, so the faintest ink must be that sharp to count.
 FAINT, SOFT, SHARP = 0.3, 6.0, 4.0
 SPECK = 0.02  # components under this fraction of the largest one are noise
+# Noise (salt and pepper, film grain) rather than writing, when the ink that survives speck removal
+# - takes SCATTERED or more pieces to make up FOUR_FIFTHS of its area (a line of ten digits, each broken in two,
+#   takes a dozen at most; the evaluation sets' lines 8),
+# - or its largest piece is under STAND_OUT times the 95th percentile of the MANY or more specks removed (a digit
+#   on a dusty page is 60 times larger and more),
+# - or MANY or more specks come with ink of which under CORE survives a one-pixel erosion (percolating noise is
+#   threads of single pixels; written strokes, thin or dusty, keep 0.4 and more at working size).
+# With MANY specks the strong ink alone is judged too: on a grey page salt and pepper can leave the paper
+# between the specks weak ink, which joins them into pieces.
+SCATTERED, FOUR_FIFTHS = 24, 0.8
+STAND_OUT, MANY, CORE = 10.0, 100, 0.2
 
 
 class Ink(np.ndarray):
     """Float32 HxW ink at working size that remembers the input's (height, width), so boxes can map back,
-    and the ink of each digit `segment` found (`pieces`, by input box): `to_mnist` then shows the model
-    exactly the piece the segmenter rated, without a neighbour's strokes reaching into its box."""
+    why it holds no ink when preprocessing set it aside (`rejected`, e.g. as noise), and the ink of each
+    digit `segment` found (`pieces`, by input box): `to_mnist` then shows the model exactly the piece the
+    segmenter rated, without a neighbour's strokes reaching into its box."""
 
     input_shape: tuple[int, int] | None
+    rejected: str | None
     pieces: dict[tuple[int, int, int, int], np.ndarray]
 
-    def __new__(cls, values: np.ndarray, input_shape: tuple[int, int] | None = None) -> Ink:
+    def __new__(cls, values: np.ndarray, input_shape: tuple[int, int] | None = None,
+                rejected: str | None = None) -> Ink:
         obj = np.asarray(values, np.float32).view(cls)
         obj.input_shape = tuple(input_shape) if input_shape is not None else None
+        obj.rejected = rejected
         return obj
 
     def __array_finalize__(self, obj: Any) -> None:
         same = obj is not None and getattr(obj, "shape", None) == self.shape
         self.input_shape = getattr(obj, "input_shape", None) if same else None
+        self.rejected = getattr(obj, "rejected", None) if same else None
         self.pieces = {}
 
 
 def preprocess(image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Ink float32 HxW in [0, 1] (1 = full ink, background 0) and the bool mask of ink that survives cleaning."""
+    """Ink float32 HxW in [0, 1] (1 = full ink, background 0) and the bool mask of ink that survives cleaning;
+    when the image is noise, no ink, and the reason in the ink's `rejected`."""
     decoded = decode(image, name, max_side=WORK_SIDE)
-    ink, mask = extract_ink(decoded.gray, rules=not decoded.transparent)  # a canvas has no printed lines
-    return Ink(ink, decoded.input_shape), mask
+    ink, mask, rejected = extract_ink(decoded.gray, rules=not decoded.transparent)  # a canvas has no printed lines
+    return Ink(ink, decoded.input_shape, rejected), mask
 
 
-def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, the paper's
-    printed lines and boxes (unless `rules` is False), specks."""
+def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Split grayscale (1 = white) into ink and background: polarity, flattening, threshold, noise, the
+    paper's printed lines and boxes (unless `rules` is False), specks. The third value says why an image
+    that has ink of some contrast gives none (noise), else None."""
+    none = np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
     if top < max(MIN_CONTRAST, 8.0 * noise):
-        return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
+        return *none, None
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
     if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
-        return np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)  # faint and soft: shading, not ink
+        return *none, None  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
     weak, strong = d > max(floor, 0.5 * t), d > t
+    labels, area, inked, keep = _components(weak, strong)
+    rejected = _noise(labels, area, inked, keep)
+    if rejected is None and np.count_nonzero(inked & ~keep) >= MANY:
+        rejected = _noise(*_components(strong, strong))
+    if rejected:
+        return *none, rejected
     ruled = remove_rules(weak) if rules else weak  # not ink to read; what they leave are specks
     if ruled is not weak:
         weak, strong = ruled, strong & ruled
-    mask = _clean(weak, strong)
+        labels, area, _, keep = _components(weak, strong)
+    mask = weak if keep[1:].all() else keep[labels]
     ink = np.clip((d - floor) / max(level - floor, 1e-6), 0.0, 1.0)
     ink[~dilate(mask)] = 0.0
-    return ink.astype(np.float32, copy=False), mask
+    return ink.astype(np.float32, copy=False), mask, None
 
 
 def _edge_width(d: np.ndarray, level: float) -> float:
@@ -228,17 +254,44 @@ def _otsu(values: np.ndarray, peak: float, bins: int = 64) -> float:
     return float((np.argmax(between) + 1) * (peak / bins))
 
 
-def _clean(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """Hysteresis plus speck removal: weak components that hold strong ink and are not tiny beside the largest."""
+def _components(weak: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hysteresis plus speck removal: `weak`'s 8-connected labels, each label's area, which labels hold strong
+    ink, and which to keep (those that do and are not tiny beside the largest; label 0, the background, never)."""
     labels, n = ndimage.label(weak, EIGHT)
-    if n == 0:
-        return weak
     area = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = np.bincount(labels[strong], minlength=n + 1) > 0
-    keep[0] = False
+    inked = np.bincount(labels[strong], minlength=n + 1) > 0
+    inked[0] = False
+    keep = inked.copy()
     if keep.any():
         keep &= area >= max(3, SPECK * area[keep].max(), 2e-5 * weak.size)
-    return weak if keep[1:].all() else keep[labels]
+    return labels, area, inked, keep
+
+
+def _noise(labels: np.ndarray, area: np.ndarray, inked: np.ndarray, keep: np.ndarray) -> str | None:
+    """Why the components (`_components`' labels, areas, which hold strong ink, which survive speck removal) are
+    noise and not writing, or None."""
+    kept = area[keep]
+    pieces = _pieces_to_cover(kept, FOUR_FIFTHS)
+    if pieces >= SCATTERED:
+        return f"noise: the ink is scattered specks (its {pieces} largest make up only 80 % of it), not writing"
+    specks = area[inked & ~keep & (area >= 3)]
+    if specks.size < MANY or not kept.size:
+        return None
+    typical = _quantiles(specks, (0.95,))[0]
+    if kept.max() < STAND_OUT * typical:
+        return f"noise: {specks.size} specks and nothing that stands out from them (largest {kept.max()} px)"
+    mask = keep[labels]
+    if specks.size >= 2 * MANY and np.count_nonzero(ndimage.binary_erosion(mask)) < CORE * np.count_nonzero(mask):
+        return f"noise: {specks.size} specks and threads of ink a pixel wide, not strokes"
+    return None
+
+
+def _pieces_to_cover(areas: np.ndarray, share: float) -> int:
+    """How many of the largest pieces (by area) it takes to make up `share` of their total area."""
+    if areas.size == 0:
+        return 0
+    ordered = np.sort(areas)[::-1]
+    return int(np.searchsorted(np.cumsum(ordered), share * ordered.sum())) + 1
 
 
 def scale_of(ink: np.ndarray) -> tuple[float, float]:

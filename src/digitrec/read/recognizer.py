@@ -94,11 +94,9 @@ class Recognizer:
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
         threshold = self.threshold if threshold is None else threshold
-        pieces, inked, heard = self._pieces(image, single=single, name=name)
+        pieces, why, heard = self._pieces(image, single=single, name=name)
         if not pieces:
-            reason = (f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high" if inked
-                      else "blank: no ink found")
-            return ReadResult("", 0.0, [], reason=reason)
+            return ReadResult("", 0.0, [], reason=why)
         crops = np.stack([p.crop for p in pieces])
         probs = self._probs(pieces, crops)
         if heard is not None and len(heard) == len(pieces):
@@ -116,19 +114,21 @@ class Recognizer:
             return [], np.zeros((0, 28, 28), np.float32)
         return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
 
-    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], bool, np.ndarray | None]:
+    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], str, np.ndarray | None]:
         """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed),
-        whether the image held any ink at all, and what the line reader read there (probabilities [N, 10])."""
+        why there are none (blank, noise, specks) when there are none, and what the line reader read there
+        (probabilities [N, 10])."""
         ink, mask = preprocess(image, name=name)
         if not mask.any():
-            return [], False, None
+            return [], ink.rejected or "blank: no ink found", None
+        specks = f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high"
         if single:
             if tallest_px(ink, mask) < MIN_HEIGHT_PX:
-                return [], True, None
+                return [], specks, None
             box = bounding_box(ink, mask)  # in input pixels, whatever the working size
-            return [Piece(box, to_mnist(ink, box.as_list()), None)], True, None
+            return [Piece(box, to_mnist(ink, box.as_list()), None)], "", None
         if self.lines is None:
-            return segment_pieces(ink, mask, score=self._score_crops), True, None
+            return segment_pieces(ink, mask, score=self._score_crops), specks, None
         heard: list[np.ndarray] = []
 
         def count(line: np.ndarray) -> int | None:
@@ -136,7 +136,7 @@ class Recognizer:
             return len(heard[0]) or None
 
         pieces = segment_pieces(ink, mask, score=self._score_crops, count=count)
-        return pieces, True, heard[0] if heard else None
+        return pieces, specks, heard[0] if heard else None
 
     def _probs(self, pieces: list[Piece], crops: np.ndarray) -> np.ndarray:
         """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""

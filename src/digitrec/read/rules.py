@@ -26,6 +26,7 @@ BOX_LONG = 0.2  # a box's side runs at least this fraction of the image's side a
 BOX_DEEP = 0.25  # ...and is at most this fraction of its length thick
 STRAIGHT = 0.9  # each of its sides is straight for this fraction of the box's width or height
 MIN_INSIDE = 1.0  # a box holds at least this many ink pixels per row of its inside
+MAX_SIDES = 64  # more straight runs than this in either direction are a texture, not boxes (the search is cubic)
 CORNER = 4  # pixels: how near a box's sides come to its top's and bottom's ends
 MIN_PAST = 3  # pixels: the least reach past the rest at each end
 GAP = 2  # gaps of up to this many pixels along a rule (faint or broken printing) do not break it
@@ -99,6 +100,8 @@ def _remove_boxes(m: np.ndarray, longs: tuple[int, int], spans: tuple[np.ndarray
     if not cols.any():
         return m
     hs, vs = _segments(rows), _segments(cols.T)  # hs: (y0, y1, x0, x1); vs, transposed: (x0, x1, y0, y1)
+    if len(hs) > MAX_SIDES or len(vs) > MAX_SIDES:
+        return m
     drop = np.zeros_like(m)
     labels = None
     for top in hs:
