@@ -195,6 +195,8 @@ def test_blank_pages_have_no_ink(kind: str) -> None:
     ("light", 0.4, (150, 660), "threads"),  # dense: the specks join into pixel-wide threads
     ("dark", 0.096, (625, 814), "stands out"),  # on a big image few specks survive, no bigger than the rest
     ("grey", 0.3, (75, 373), "scattered"),  # on grey the paper between specks is weak ink; the strong ink is judged
+    ("light", 0.4, (73, 89), "threads"),  # a small image: a few dozen specks and a few threads, no stroke
+    ("dark", 0.4, (251, 36), "threads"),  # a narrow strip (read as a confident "1" before)
 ])
 def test_salt_and_pepper_noise_is_set_aside_as_noise(page: str, density: float, shape: tuple[int, int],
                                                      why: str) -> None:

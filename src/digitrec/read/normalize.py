@@ -41,11 +41,14 @@ SPECK = 0.02  # components under this fraction of the largest one are noise
 # - or its largest piece is under STAND_OUT times the 95th percentile of the MANY or more specks removed (a digit
 #   on a dusty page is 60 times larger and more),
 # - or MANY or more specks come with ink of which under CORE survives a one-pixel erosion (percolating noise is
-#   threads of single pixels; written strokes, thin or dusty, keep 0.4 and more at working size).
+#   threads of single pixels; written strokes, thin or dusty, keep 0.4 and more at working size), or FEW or more
+#   do with ink that takes SEVERAL or more pieces to make up 80 % of it (a small image of noise is a few
+#   threads; a dusty digit one piece).
 # With MANY specks the strong ink alone is judged too: on a grey page salt and pepper can leave the paper
 # between the specks weak ink, which joins them into pieces.
 SCATTERED, FOUR_FIFTHS = 24, 0.8
 STAND_OUT, MANY, CORE = 10.0, 100, 0.2
+FEW, SEVERAL = 30, 4
 
 
 class Ink(np.ndarray):
@@ -275,13 +278,15 @@ def _noise(labels: np.ndarray, area: np.ndarray, inked: np.ndarray, keep: np.nda
     if pieces >= SCATTERED:
         return f"noise: the ink is scattered specks (its {pieces} largest make up only 80 % of it), not writing"
     specks = area[inked & ~keep & (area >= 3)]
-    if specks.size < MANY or not kept.size:
+    if specks.size < FEW or not kept.size:
         return None
     typical = _quantiles(specks, (0.95,))[0]
-    if kept.max() < STAND_OUT * typical:
+    if specks.size >= MANY and kept.max() < STAND_OUT * typical:
         return f"noise: {specks.size} specks and nothing that stands out from them (largest {kept.max()} px)"
+    if specks.size < 2 * MANY and pieces < SEVERAL:
+        return None
     mask = keep[labels]
-    if specks.size >= 2 * MANY and np.count_nonzero(ndimage.binary_erosion(mask)) < CORE * np.count_nonzero(mask):
+    if np.count_nonzero(ndimage.binary_erosion(mask)) < CORE * np.count_nonzero(mask):
         return f"noise: {specks.size} specks and threads of ink a pixel wide, not strokes"
     return None
 
