@@ -290,3 +290,31 @@ def test_percentile_filter_matches_scipy(shape: tuple[int, int], size: int) -> N
     for q in (20, 50, 80):
         expected = ndimage.percentile_filter(values, q, size=size, mode="nearest")
         np.testing.assert_array_equal(percentile_filter(values, q, size), expected)
+
+
+def _squared_paper(ink: bool, seed: int = 0) -> np.ndarray:
+    """A 100x80 page of squared paper (grey 2 px lines every 11 px, blurred) with or without a ring drawn on it."""
+    im = Image.new("L", (80, 100), 235)
+    draw = ImageDraw.Draw(im)
+    for v in range(3, 100, 11):
+        draw.line((0, v, 79, v), fill=120, width=2)
+        draw.line((v, 0, v, 99), fill=120, width=2)
+    if ink:
+        draw.ellipse((22, 25, 55, 75), outline=15, width=7)
+    gray = ndimage.gaussian_filter(np.asarray(im, float), 1.0)
+    return np.clip(gray + np.random.default_rng(seed).normal(0, 1.5, gray.shape), 0, 255).astype(np.uint8)
+
+
+def test_a_digit_on_squared_paper_is_found_though_the_grid_widens_the_papers_spread() -> None:
+    ink, mask = preprocess(_squared_paper(ink=True))
+    ys, xs = np.nonzero(mask)
+    assert ink.rejected is None and mask.any()
+    assert 20 <= xs.min() <= 26 and 52 <= xs.max() <= 58 and 23 <= ys.min() <= 29 and 71 <= ys.max() <= 77
+
+
+def test_blurred_noise_is_not_taken_for_squared_paper() -> None:
+    rng = np.random.default_rng(5)
+    blotches = ndimage.gaussian_filter(rng.normal(0, 1, (300, 400)), 6.0)
+    gray = np.clip(128 + 60 * blotches / blotches.std(), 0, 255).astype(np.uint8)
+    _, mask = preprocess(gray)
+    assert not mask.any()
