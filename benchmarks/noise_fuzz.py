@@ -1,6 +1,6 @@
 """Random noise images read as a line and as one digit (`--single`): how often a digit comes back above the
-threshold. Salt and pepper on light, dark and grey pages is the target (none should); checkerboards and stripes
-are reported beside it. Prints a table and writes JSON.
+threshold. Salt and pepper on light, dark and grey pages is the target (none should); checkerboards, stripes
+and blurred noise (blotches) are reported beside it. Prints a table and writes JSON.
 
     python benchmarks/noise_fuzz.py --seeds 11 12 13 --n 300
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from digitrec.read.recognizer import Recognizer
 
@@ -47,14 +48,21 @@ def pattern(rng: np.random.Generator) -> tuple[str, np.ndarray]:
     return "stripes", np.where(along % period < max(1, period // 3), float(rng.integers(0, 150)), 245.0)
 
 
+def blotches(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """Gaussian noise blurred into blotches (sigma 1-10 px) around mid-grey, of contrast 20-80 grey levels."""
+    h, w = (int(v) for v in rng.integers(20, 900, 2))
+    img = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), rng.uniform(1, 10))
+    return "blotches", np.clip(128 + rng.uniform(20, 80) * img / max(img.std(), 1e-9), 0, 255)
+
+
 def run(seeds: list[int], n: int, model: str) -> dict[str, Any]:
-    """Read n salt-and-pepper images and n/3 patterns per seed, both ways; count answers above the threshold."""
+    """Read n salt-and-pepper images and n/3 patterns and n/3 blotches per seed, both ways; count answers above the threshold."""
     rec = Recognizer.load(model)
     counts: dict[str, dict[str, int]] = {}
     accepted: list[dict[str, Any]] = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        for make, count in ((salt_and_pepper, n), (pattern, n // 3)):
+        for make, count in ((salt_and_pepper, n), (pattern, n // 3), (blotches, n // 3)):
             for _ in range(count):
                 kind, img = make(rng)
                 buf = io.BytesIO()
@@ -73,7 +81,8 @@ def run(seeds: list[int], n: int, model: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
-    parser.add_argument("--n", type=int, default=300, help="salt-and-pepper images per seed (patterns: a third)")
+    parser.add_argument("--n", type=int, default=300,
+                        help="salt-and-pepper images a seed (patterns, blotches: a third each)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
