@@ -56,7 +56,8 @@ def blotches(rng: np.random.Generator) -> tuple[str, np.ndarray]:
 
 
 def run(seeds: list[int], n: int, model: str) -> dict[str, Any]:
-    """Read n salt-and-pepper images and n/3 patterns and n/3 blotches per seed, both ways; count answers above the threshold."""
+    """Read n salt-and-pepper images and n/3 patterns and n/3 blotches per seed, as a line and as one digit;
+    count the answers above the threshold."""
     rec = Recognizer.load(model)
     counts: dict[str, dict[str, int]] = {}
     accepted: list[dict[str, Any]] = []

@@ -96,13 +96,8 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
-    if top < max(MIN_CONTRAST, 8.0 * noise):
-        fine = _fine_noise(gray) if rules else noise
-        if fine > noise / 2 or top < max(MIN_CONTRAST, 8.0 * fine):
-            return *none, None
-        if min(_skew(np.median(d, axis=1)), _skew(np.median(d, axis=0))) < GRID_SKEW:
-            return *none, None  # no grid: smooth blotches (blurred noise) have no grain either
-        noise = fine  # a grid's lines widen the paper's spread, not its grain
+    if top < max(MIN_CONTRAST, 8.0 * noise) and not (rules and _squared(gray, d, top, noise)):
+        return *none, None
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
     if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
@@ -125,10 +120,14 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     return ink.astype(np.float32, copy=False), mask, None
 
 
-def _fine_noise(gray: np.ndarray) -> float:
-    """The noise sigma from neighbouring pixels' differences: grain shows in them, printed lines only at
-    their edges."""
-    return _sigma(np.diff(gray[::2], axis=1), 0.0) / np.sqrt(2.0)
+def _squared(gray: np.ndarray, d: np.ndarray, top: float, noise: float) -> bool:
+    """Whether ink that does not stand out from the paper's spread (`noise`) is on squared paper: it stands out
+    from the paper's grain (a grid's lines widen the spread, not the grain), and the rows and columns show
+    printed lines (smooth blotches, such as blurred noise, have little grain too, but no lines)."""
+    grain = _sigma(np.diff(gray[::2], axis=1), 0.0) / np.sqrt(2.0)  # neighbours' differences: lines show at edges
+    if grain > noise / 2 or top < max(MIN_CONTRAST, 8.0 * grain):
+        return False
+    return min(_skew(np.median(d, axis=1)), _skew(np.median(d, axis=0))) >= GRID_SKEW
 
 
 def _skew(values: np.ndarray) -> float:
