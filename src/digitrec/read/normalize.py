@@ -96,7 +96,7 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
-    if top < max(MIN_CONTRAST, 8.0 * noise) and not (rules and _squared(gray, d, top, noise)):
+    if not _stands_out(top, noise) and not (rules and _squared(gray, d, top, noise)):
         return *none, None
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
@@ -125,9 +125,14 @@ def _squared(gray: np.ndarray, d: np.ndarray, top: float, noise: float) -> bool:
     from the paper's grain (a grid's lines widen the spread, not the grain), and the rows and columns show
     printed lines (smooth blotches, such as blurred noise, have little grain too, but no lines)."""
     grain = _sigma(np.diff(gray[::2], axis=1), 0.0) / np.sqrt(2.0)  # neighbours' differences: lines show at edges
-    if grain > noise / 2 or top < max(MIN_CONTRAST, 8.0 * grain):
+    if grain > noise / 2 or not _stands_out(top, grain):
         return False
     return min(_skew(np.median(d, axis=1)), _skew(np.median(d, axis=0))) >= GRID_SKEW
+
+
+def _stands_out(top: float, noise: float) -> bool:
+    """Whether ink of strength `top` stands out from paper whose variation is `noise`."""
+    return top >= max(MIN_CONTRAST, 8.0 * noise)
 
 
 def _skew(values: np.ndarray) -> float:
