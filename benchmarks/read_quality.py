@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise DigitrecError(f"--sets {args.sets}: no such folder; "
                             f"run `python benchmarks/read_sets.py --out {args.sets}` first")
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, threshold=args.threshold, lines=None if args.lines == "none" else args.lines)
+    rec = Recognizer.load(args.model, threshold=args.threshold, lines=None if args.lines == "none" else args.lines,
+                          gate=None if args.gate == "none" else args.gate)
     results = {}
     for name in args.only:
         folder = args.sets / name
@@ -270,7 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print_latency(lat, args.threads)
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.model), "lines": args.lines,
-        "threshold": args.threshold, "sets_dir": str(args.sets), "limit": args.limit,
+        "gate": args.gate, "threshold": args.threshold, "sets_dir": str(args.sets), "limit": args.limit,
         "env": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
                 "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads,
                 "date": time.strftime("%Y-%m-%d")},
@@ -288,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="'default', 'default-ensemble' or a checkpoint path")
     parser.add_argument("--lines", default="default",
                         help="line reader: 'default' (shipped), a `digitrec train-lines` checkpoint, or 'none'")
+    parser.add_argument("--gate", default="default",
+                        help="letter gate: 'default' (the shipped one), 'none', or a `digitrec train-gate` checkpoint")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"abstain below this confidence (default: the reader's own, {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")

@@ -212,6 +212,24 @@ def cmd_train_lines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_gate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from digitrec.data.fonts import resolve_fonts
+    from digitrec.data.mnist import load_splits
+    from digitrec.training.gate import DEFAULT_FONTS, train_gate
+
+    fonts = resolve_fonts(args.fonts or DEFAULT_FONTS)
+    splits = load_splits(args.data_dir or None, log=_out)
+    figures = train_gate(splits["train"], splits["val"], Path(args.out), fonts, steps=args.steps,
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, variants=args.variants, log=_out)
+    _out(f"letter gate saved to {Path(args.out) / 'gate.pt'}: threshold {figures['threshold']:.4f} turns away "
+         f"{figures['val_digits_turned_away']:.2%} of validation digits, "
+         f"{figures['held_out_letters_turned_away']:.2%} of held-out fonts' letters and signs and "
+         f"{figures['held_out_font_digits_turned_away']:.2%} of their digits")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from digitrec.evaluation import evaluate_checkpoint
 
@@ -264,7 +282,9 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from digitrec.read.recognizer import Recognizer
 
-    recognizer = Recognizer.load(args.model, threshold=args.threshold, lines=None if args.lines == "none" else args.lines)
+    recognizer = Recognizer.load(args.model, threshold=args.threshold,
+                                 lines=None if args.lines == "none" else args.lines,
+                                 gate=None if args.gate == "none" else args.gate)
     failed = 0
     for path in expand_inputs(args.paths):
         try:
@@ -390,6 +410,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--data-dir", default="", help="folder with the MNIST files")
     tl.set_defaults(func=cmd_train_lines)
 
+    tg = sub.add_parser("train-gate", help="train the letter gate that turns letters and signs away")
+    tg.add_argument("--steps", type=int, default=2000, help="batches to train on (default: 2000)")
+    tg.add_argument("--batch-size", type=int, default=256, help="images per batch, half of them digits (default: 256)")
+    tg.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule")
+    tg.add_argument("--variants", type=int, default=8, help="renderings of each character per font (default: 8)")
+    tg.add_argument("--fonts", nargs="+", default=None, metavar="PATH",
+                    help="font files, folders or globs to draw digits, letters and signs from (every 5th held out; "
+                         "default: the shipped model's training fonts but DejaVu)")
+    tg.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    tg.add_argument("--out", default="runs/gate", help="folder for gate.pt (default: runs/gate)")
+    tg.add_argument("--data-dir", default="", help="folder with the MNIST files")
+    tg.set_defaults(func=cmd_train_gate)
+
     ev = sub.add_parser("eval", help="evaluate a checkpoint; writes metrics.json and PNGs beside it")
     ev.add_argument("checkpoint", nargs="?", help="a .pt checkpoint written by `digitrec train`")
     ev.add_argument("--model", default=None,
@@ -412,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--lines", default="default", metavar="default|none|PATH",
                     help="the line reader that counts and co-reads a line's digits: the shipped one (default), "
                          "a `digitrec train-lines` checkpoint, or none (segmentation and classifier alone)")
+    pr.add_argument("--gate", default="default", metavar="default|none|PATH",
+                    help="the letter gate that turns a lone letter or sign away: the shipped one (default), "
+                         "a `digitrec train-gate` checkpoint, or none (every piece is read as a digit)")
     pr.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help=f"abstain (empty digits, with a reason) below this confidence (default: {DEFAULT_THRESHOLD})")
     pr.add_argument("--explain", action="store_true",

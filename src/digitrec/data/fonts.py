@@ -74,6 +74,40 @@ def render_font_digits(
     return Split(torch.from_numpy(stack), torch.tensor(labels, dtype=torch.int64))
 
 
+def render_font_glyphs(
+    fonts: Sequence[str | Path], chars: str, variants: int, seed: int = 0, sketch: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`variants` images of each of `chars` from each font, framed as MNIST digits (uint8 [N, 28, 28], white
+    ink on black), and the index into `fonts` of each image's font. A character the font does not draw (its
+    'missing glyph' box, or nothing) is left out, so no font contributes boxes."""
+    rng = np.random.default_rng(seed)
+    images, owners = [], []
+    for index, path in enumerate(fonts):
+        for char in _drawn(path, chars):
+            for _ in range(variants):
+                images.append(_variant(str(path), char, rng, sketch))
+                owners.append(index)
+    if not images:
+        raise DigitrecError(f"fonts: none of the {len(fonts)} fonts given draws any of {chars!r}")
+    stack = np.rint(np.stack(images) * 255).astype(np.uint8)
+    return torch.from_numpy(stack), torch.tensor(owners, dtype=torch.int64)
+
+
+def _drawn(path: str | Path, chars: str) -> str:
+    """The characters of `chars` that the font really draws: not empty, not its 'missing glyph' shape."""
+    try:
+        font = ImageFont.truetype(str(path), 48)
+    except OSError as e:
+        raise DigitrecError(f"fonts: {path} is not a font FreeType can read ({e})") from None
+    missing = np.asarray(_draw(font, "\ue000", 0), np.uint8)  # a private-use code point: no font draws it
+    out = []
+    for char in chars:
+        mask = np.asarray(_draw(font, char, 0), np.uint8)
+        if mask.any() and not (mask.shape == missing.shape and np.array_equal(mask, missing)):
+            out.append(char)
+    return "".join(out)
+
+
 def has_digits(path: str | Path) -> bool:
     """True when the font draws ten distinct, non-empty digit glyphs (a font without them draws one
     'missing glyph' box for all ten, or nothing)."""

@@ -23,16 +23,19 @@ class DigitNet(nn.Module):
         attention: bool = False,
         separable: bool = False,
         dropout: float = 0.0,
+        classes: int = 10,
     ) -> None:
         super().__init__()
-        if len(widths) != 3 or min(widths) < 1 or depth < 1 or not 0 <= dropout < 1:
-            raise ValueError("DigitNet needs widths of three positive ints, depth >= 1 and dropout in [0, 1)")
+        if len(widths) != 3 or min(widths) < 1 or depth < 1 or not 0 <= dropout < 1 or classes < 2:
+            raise ValueError("DigitNet needs widths of three positive ints, depth >= 1, dropout in [0, 1) "
+                             "and classes >= 2")
         w0, w1, w2 = (int(w) for w in widths)
         self.stem = nn.Sequential(ConvBNAct(1, w0), nn.MaxPool2d(2))
         self.stage1 = self._stage(w0, w1, depth, attention, separable)
         self.pool = nn.MaxPool2d(2)
         self.stage2 = self._stage(w1, w2, depth, attention, separable)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(w2, 10))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(w2, int(classes)))
         # Residual branches start as identities (zero last-BN scale), which keeps the first
         # steps at a high learning rate stable.
         for block in self.modules():

@@ -14,6 +14,7 @@ import torch
 
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
+from digitrec.read.gate import LetterGate
 from digitrec.read.lines import LineReader
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
@@ -21,6 +22,7 @@ from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pi
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
+GATE_PIECES = 2  # readings of at most this many pieces are shown to the letter gate
 BUILTIN = {"default": ("default.pt",),
            "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt", "ensemble-3.pt", "ensemble-4.pt")}
 
@@ -56,24 +58,30 @@ class ReadResult:
 class Recognizer:
     """Reads handwritten digits with a model behind a backend; see `Recognizer.load`."""
 
-    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD, lines: LineReader | None = None) -> None:
+    def __init__(
+        self, backend: Backend, threshold: float = DEFAULT_THRESHOLD, lines: LineReader | None = None,
+        gate: LetterGate | None = None,
+    ) -> None:
         if not 0 <= threshold <= 1:
             raise DigitrecError(f"threshold {threshold} must be in [0, 1]")
         self.backend = backend
         self.threshold = threshold
         self.lines = lines
+        self.gate = gate
 
     @classmethod
     def load(
         cls, model: str | Path = "default", *, threshold: float = DEFAULT_THRESHOLD, backend: str | None = None,
-        lines: str | Path | None = "default",
+        lines: str | Path | None = "default", gate: str | Path | None = "default",
     ) -> Recognizer:
         """The shipped model ('default', 'default-ensemble'), a checkpoint, or an exported file (.onnx, .pt2,
         .torchscript); the file type picks the backend unless `backend` names one. `lines` is the line reader
         that counts the digits of a line for segmentation: the shipped one, a `digitrec train-lines`
-        checkpoint, or None for segmentation alone."""
+        checkpoint, or None for segmentation alone. `gate` is the letter gate that turns a lone letter or sign
+        away: the shipped one, a `digitrec train-gate` checkpoint, or None to read every piece as a digit."""
         reader = None if lines is None else LineReader.load(None if str(lines) == "default" else lines)
-        return cls(load_backend(model, backend), threshold, reader)
+        letter_gate = None if gate is None else LetterGate.load(None if str(gate) == "default" else gate)
+        return cls(load_backend(model, backend), threshold, reader, letter_gate)
 
     @property
     def card(self) -> dict:
@@ -94,7 +102,8 @@ class Recognizer:
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
         threshold = self.threshold if threshold is None else threshold
-        pieces, why, heard = self._pieces(image, single=single, name=name)
+        ink, mask = preprocess(image, name=name)
+        pieces, why, heard = self._pieces(ink, mask, single=single)
         if not pieces:
             return ReadResult("", 0.0, [], reason=why)
         crops = np.stack([p.crop for p in pieces])
@@ -103,22 +112,41 @@ class Recognizer:
             probs = (1 - LINE_WEIGHT) * probs + LINE_WEIGHT * heard  # two readers of the same digits
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
-        result = _decide(items, threshold)
+        result = self._not_a_digit(items, crops, ink) or _decide(items, threshold)
         result.crops = crops
         return result
 
+    def _not_a_digit(self, items: list[DigitItem], crops: np.ndarray, ink: np.ndarray) -> ReadResult | None:
+        """An empty reading with its reason when the gate rates the ink a letter or sign. Only readings of at most
+        `GATE_PIECES` pieces are asked, about all their ink framed as one (a letter is often cut in two: a K read
+        as "15"); the pieces of a longer line are parts of a number, which the gate was not trained on."""
+        if self.gate is None or not 1 <= len(items) <= GATE_PIECES:
+            return None
+        if len(items) == 1:
+            whole = crops
+        else:
+            x0, y0 = min(i.box[0] for i in items), min(i.box[1] for i in items)
+            x1, y1 = max(i.box[0] + i.box[2] for i in items), max(i.box[1] + i.box[3] for i in items)
+            whole = to_mnist(ink, [x0, y0, x1 - x0, y1 - y0])[None]
+        score = float(self.gate.scores(whole)[0])
+        if score <= self.gate.threshold:
+            return None
+        return ReadResult("", min(i.confidence for i in items), items,
+                          reason=f"not a digit: looks like a letter or sign (letter gate {score:.3f} > "
+                                 f"{self.gate.threshold:.3f})")
+
     def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
         """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
-        pieces, _, _ = self._pieces(image, single=single, name=name)
+        ink, mask = preprocess(image, name=name)
+        pieces, _, _ = self._pieces(ink, mask, single=single)
         if not pieces:
             return [], np.zeros((0, 28, 28), np.float32)
         return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
 
-    def _pieces(self, image: Any, *, single: bool, name: str | None) -> tuple[list[Piece], str, np.ndarray | None]:
-        """The digits found in `image` with their crops (and, for a line, the probabilities segmenting computed),
+    def _pieces(self, ink: np.ndarray, mask: np.ndarray, *, single: bool) -> tuple[list[Piece], str, np.ndarray | None]:
+        """The digits found in the ink with their crops (and, for a line, the probabilities segmenting computed),
         why there are none (blank, noise, specks) when there are none, and what the line reader read there
         (probabilities [N, 10])."""
-        ink, mask = preprocess(image, name=name)
         if not mask.any():
             return [], ink.rejected or "blank: no ink found", None
         specks = f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high"

@@ -1,0 +1,162 @@
+"""The letter gate: clutter, rendering letters, a short training run, and how the reader uses it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from digitrec.data.fonts import render_font_glyphs
+from digitrec.data.mnist import Split, load_splits
+from digitrec.errors import DigitrecError
+from digitrec.read.gate import LetterGate
+from digitrec.read.recognizer import Recognizer
+from digitrec.training.checkpoint import save_checkpoint
+from digitrec.training.gate import clutter, gate_scores, split_fonts, train_gate
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+SANS = DEJAVU / "DejaVuSans.ttf"
+needs_dejavu = pytest.mark.skipif(not SANS.is_file(), reason="needs the DejaVu fonts (Debian fonts-dejavu-core)")
+
+
+def digitrec(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digitrec", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _letter_png(path: Path, char: str, size: int = 120) -> Path:
+    """`char` in DejaVu Sans, black on a white page with a margin, as a scan of it would look."""
+    font = ImageFont.truetype(str(SANS), size)
+    page = Image.new("L", (size * 2, size * 2), 255)
+    ImageDraw.Draw(page).text((size // 2, size // 3), char, font=font, fill=0)
+    page.save(path)
+    return path
+
+
+def test_clutter_leaves_the_batch_alone_at_zero_and_draws_rules_at_one() -> None:
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 4:24, 12:16] = 1
+    assert clutter(x, torch.Generator().manual_seed(0), 0.0) is x
+    y = clutter(x, torch.Generator().manual_seed(0), 1.0)
+    again = clutter(x, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(y, again) and y.shape == x.shape and 0 <= float(y.min()) <= float(y.max()) <= 1
+    for image in y[:, 0]:
+        rows = (image > 0.4).sum(1)
+        assert int((rows >= 6).sum()) >= 2  # two rules cross it (a box is at least 6 px wide; the bar 4)
+        assert float(image[:, 12:16].sum()) < float(x[0, 0, :, 12:16].sum()) + 28 * 4  # the bar shrank or stayed
+    assert not torch.equal(y[0], y[1])  # each image its own clutter
+
+
+@needs_dejavu
+def test_render_font_glyphs_frames_what_the_font_draws_and_skips_what_it_does_not() -> None:
+    images, owners = render_font_glyphs([SANS], "AK#\ue001", variants=3, seed=0)
+    assert images.dtype == torch.uint8 and images.shape == (9, 28, 28)  # the private-use code point is not drawn
+    assert owners.tolist() == [0] * 9
+    assert all(int(im.max()) > 200 for im in images)
+    again, _ = render_font_glyphs([SANS], "AK#\ue001", variants=3, seed=0)
+    assert torch.equal(images, again)
+    with pytest.raises(DigitrecError, match="draws any of"):
+        render_font_glyphs([SANS], "\ue001", variants=1)
+
+
+def test_every_fifth_font_is_held_out() -> None:
+    fonts = [Path(f"f{i}.ttf") for i in range(11)]
+    fit, held = split_fonts(fonts)
+    assert held == [Path("f4.ttf"), Path("f9.ttf")] and len(fit) == 9 and not set(fit) & set(held)
+
+
+@needs_dejavu
+def test_a_short_training_run_tells_letters_from_digits(tmp_path: Path, mnist_dir: Path) -> None:
+    splits = load_splits(mnist_dir, log=lambda _: None)
+    train = Split(splits["train"].images[:4000], splits["train"].labels[:4000])
+    val = Split(splits["val"].images[:500], splits["val"].labels[:500])
+    fonts = sorted(DEJAVU.glob("*.ttf"))[:10]
+    figures = train_gate(train, val, tmp_path, fonts, steps=150, batch_size=64, lr=0.05, variants=2,
+                         log=lambda _: None)
+    assert 0 < figures["threshold"] < 1 and figures["val_digits_turned_away"] <= 0.004
+    gate = LetterGate.load(tmp_path / "gate.pt")
+    assert gate.threshold == figures["threshold"]
+    letters, _ = render_font_glyphs(split_fonts(fonts)[1], "AHKMNRWX", variants=2, seed=5)
+    letter_scores, digit_scores = gate.scores(letters.float().numpy() / 255), gate_scores(gate.model, val.images)
+    assert float(np.median(letter_scores)) > float(np.median(digit_scores)) + 0.3
+
+
+def test_a_checkpoint_that_is_not_a_gate_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": {}}, tmp_path / "classifier.pt")
+    with pytest.raises(DigitrecError, match="not a gate checkpoint"):
+        LetterGate.load(path)
+
+
+class _StubGate:
+    """A gate that rates every crop `score` and counts how many crops it was asked about."""
+
+    def __init__(self, score: float) -> None:
+        self.score, self.threshold, self.asked = score, 0.5, 0
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        self.asked += len(crops)
+        return np.full(len(crops), self.score, np.float32)
+
+
+def _with_gate(gate: object) -> Recognizer:
+    base = Recognizer.load(lines=None, gate=None)
+    return Recognizer(base.backend, base.threshold, None, gate)
+
+
+def test_a_lone_piece_the_gate_rates_a_letter_is_turned_away_with_a_reason(tmp_path: Path, mnist_dir: Path) -> None:
+    digit = load_splits(mnist_dir, log=lambda _: None)["val"].images[0].numpy()
+    page = np.full((84, 84), 255, np.uint8)
+    page[28:56, 28:56] = 255 - digit
+    refused = _with_gate(_StubGate(0.9)).read(page)
+    assert refused.digits == "" and refused.reason.startswith("not a digit: looks like a letter or sign")
+    assert len(refused.items) == 1  # the classifier's guess stays visible
+    assert _with_gate(_StubGate(0.1)).read(page).digits != ""
+
+
+def test_a_long_line_is_not_asked_and_a_two_piece_reading_is_asked_once_about_all_its_ink() -> None:
+    line = np.asarray(Image.open(Path(__file__).parent / "data" / "read" / "trailing_1_9744293021.jpg").convert("L"))
+    gate = _StubGate(0.9)
+    result = _with_gate(gate).read(line)
+    assert gate.asked == 0 and len(result.items) > 2 and result.digits != ""
+    pair = np.full((60, 120), 255, np.uint8)
+    pair[10:50, 20:26] = pair[10:50, 80:86] = 0  # "11", two strokes far apart
+    gate = _StubGate(0.9)
+    refused = _with_gate(gate).read(pair)
+    assert gate.asked == 1 and len(refused.items) == 2 and refused.digits == ""
+
+
+@needs_dejavu
+def test_the_shipped_gate_turns_away_letters_and_lets_digits_through(tmp_path: Path, mnist_dir: Path) -> None:
+    reader = Recognizer.load()
+    refused = [reader.read(_letter_png(tmp_path / f"{c}.png", c), single=True) for c in "AHKMNRWX"]
+    assert sum(r.digits == "" and r.reason.startswith("not a digit") for r in refused) >= 7
+    val = load_splits(mnist_dir, log=lambda _: None)["val"].images[:300].float().numpy() / 255
+    assert int((reader.gate.scores(val) > reader.gate.threshold).sum()) <= 1
+    for c, truth in (("3", "3"), ("7", "7")):
+        assert reader.read(_letter_png(tmp_path / f"d{c}.png", c), single=True).digits == truth
+
+
+@needs_dejavu
+def test_predict_prints_the_gates_reason_and_gate_none_reads_a_digit(tmp_path: Path) -> None:
+    letter = _letter_png(tmp_path / "K.png", "K")
+    proc = digitrec("predict", letter, "--json")
+    assert proc.returncode == 0, proc.stderr
+    line = json.loads(proc.stdout)
+    assert line["digits"] == "" and line["reason"].startswith("not a digit")
+    proc = digitrec("predict", letter, "--json", "--gate", "none", "--threshold", 0)
+    assert json.loads(proc.stdout)["digits"] != ""
+    proc = digitrec("predict", letter, "--gate", tmp_path / "nope.pt")
+    assert proc.returncode == 2 and "nope.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_shipped_gate_is_small_and_carries_the_figures_of_its_training() -> None:
+    gate = LetterGate.load()
+    assert sum(p.numel() for p in gate.model.parameters()) < 100_000
+    meta = torch.load(gate.source, weights_only=True)["gate"]
+    assert meta["threshold"] == gate.threshold == meta["figures"]["threshold"]
+    assert meta["figures"]["val_digits_turned_away"] <= 0.001 and "DejaVuSans.ttf" not in meta["fonts"]
