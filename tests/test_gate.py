@@ -15,7 +15,7 @@ from digitrec.data.fonts import render_font_glyphs
 from digitrec.data.mnist import Split, load_splits
 from digitrec.errors import DigitrecError
 from digitrec.read.gate import LetterGate
-from digitrec.read.recognizer import Recognizer
+from digitrec.read.recognizer import GATE_PIECES, Recognizer
 from digitrec.training.checkpoint import save_checkpoint
 from digitrec.training.gate import clutter, gate_scores, split_fonts, train_gate
 
@@ -118,16 +118,25 @@ def test_a_lone_piece_the_gate_rates_a_letter_is_turned_away_with_a_reason(tmp_p
     assert _with_gate(_StubGate(0.1)).read(page).digits != ""
 
 
-def test_a_long_line_is_not_asked_and_a_two_piece_reading_is_asked_once_about_all_its_ink() -> None:
+def test_a_long_line_is_not_asked() -> None:
     line = np.asarray(Image.open(Path(__file__).parent / "data" / "read" / "trailing_1_9744293021.jpg").convert("L"))
     gate = _StubGate(0.9)
     result = _with_gate(gate).read(line)
     assert gate.asked == 0 and len(result.items) > 2 and result.digits != ""
-    pair = np.full((60, 120), 255, np.uint8)
-    pair[10:50, 20:26] = pair[10:50, 80:86] = 0  # "11", two strokes far apart
+
+
+@pytest.mark.parametrize("strokes", [2, 4, 5])
+def test_a_reading_of_up_to_four_pieces_is_asked_once_about_all_its_ink(strokes: int) -> None:
+    page = np.full((60, 60 * strokes), 255, np.uint8)
+    for k in range(strokes):
+        page[10:50, 20 + 60 * k:26 + 60 * k] = 0  # "11...", strokes far apart
     gate = _StubGate(0.9)
-    refused = _with_gate(gate).read(pair)
-    assert gate.asked == 1 and len(refused.items) == 2 and refused.digits == ""
+    result = _with_gate(gate).read(page)
+    assert len(result.items) == strokes
+    if strokes <= GATE_PIECES:
+        assert gate.asked == 1 and result.digits == "" and result.reason.startswith("not a digit")
+    else:
+        assert gate.asked == 0 and result.digits == "1" * strokes
 
 
 @needs_dejavu

@@ -22,7 +22,7 @@ from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pi
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
-GATE_PIECES = 2  # readings of at most this many pieces are shown to the letter gate
+GATE_PIECES = 4  # readings of at most this many pieces are shown to the letter gate (a W is often cut in four)
 BUILTIN = {"default": ("default.pt",),
            "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt", "ensemble-3.pt", "ensemble-4.pt")}
 
@@ -118,8 +118,8 @@ class Recognizer:
 
     def _not_a_digit(self, items: list[DigitItem], crops: np.ndarray, ink: np.ndarray) -> ReadResult | None:
         """An empty reading with its reason when the gate rates the ink a letter or sign. Only readings of at most
-        `GATE_PIECES` pieces are asked, about all their ink framed as one (a letter is often cut in two: a K read
-        as "15"); the pieces of a longer line are parts of a number, which the gate was not trained on."""
+        `GATE_PIECES` pieces are asked, about all their ink framed as one (a letter is often cut: a K read as
+        "15", a W as "1111"); the pieces of a longer line are parts of a number, which the gate was not trained on."""
         if self.gate is None or not 1 <= len(items) <= GATE_PIECES:
             return None
         if len(items) == 1:

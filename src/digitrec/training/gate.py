@@ -2,7 +2,7 @@
 
 A digit classifier has ten outputs and no 'none of these': shown an A, a K or a #, it names a digit, often
 with confidence. The gate is a DigitNet with two outputs (digit, not a digit) trained on MNIST training digits,
-pairs of them (the reader asks the gate about all the ink of a two-piece reading, framed as one) and font
+pairs of them (the reader asks the gate about all the ink of a reading of up to four pieces, framed as one) and font
 digits against letters and signs rendered from the same fonts (`LETTERS`: the ones no digit is
 written like, so no O, I, l, S, Z, B, G, b, g or q). Every fifth font is held out of training, to measure
 the gate on fonts it never saw. Its threshold is set on validation digits, so that `REJECT_RATE` of them
