@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digitrec.errors import DigitrecError
 from digitrec.read.image import load_image
 from digitrec.read.recognizer import ReadResult
 
@@ -29,10 +30,10 @@ def explain_image(source, result: ReadResult, crops: np.ndarray | None, path: st
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
         draw.text((x + 2, max(0, y - 12)), f"{item.digit} {item.confidence:.0%}", fill=colour)
     tile = 28 * CROP_SCALE
+    crops = crops if crops is not None else np.zeros((0, 28, 28), np.float32)  # a blank page has no crops
     strip_w = max(tile * max(len(crops), 1), 320)
     canvas = Image.new("RGB", (max(shown.width, strip_w), shown.height + tile + 48), "white")
     canvas.paste(shown, (0, 0))
-    crops = crops if crops is not None else np.zeros((0, 28, 28), np.float32)
     for i, crop in enumerate(crops):
         im = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize((tile, tile), Image.NEAREST)
         canvas.paste(im.convert("RGB"), (i * tile, shown.height))
@@ -43,13 +44,17 @@ def explain_image(source, result: ReadResult, crops: np.ndarray | None, path: st
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    """Write image to path through a temporary file beside it, so a failed write leaves no half picture."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
         image.save(tmp, format="PNG")
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        raise DigitrecError(f"{path}: cannot write the explanation picture ({err.strerror or err})") from err
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink()
     return path
