@@ -65,3 +65,20 @@ def test_the_default_model_reads_through_its_shipped_int8_export_and_agrees_with
     quantised, exact = fast.classify(images), eager.classify(images)
     assert (quantised.argmax(1) == exact.argmax(1)).mean() >= 0.998  # int8 answers as fp32 does...
     assert np.abs(quantised - exact).max() < 0.2  # ...with probabilities close to fp32's
+
+
+def test_a_bad_threshold_is_one_clear_error_at_load_and_per_read(mnist_dir):
+    import pytest
+
+    from digitrec.errors import DigitrecError
+
+    test = load_mnist(mnist_dir, log=lambda _: None)["test"]
+    page = _line_of(test.images[:1].numpy())
+    rec = digitrec.Recognizer.load(gate=None)
+    for bad in ("0.5", 5, -0.1, float("nan"), True):
+        with pytest.raises(DigitrecError, match=r"threshold .* must be a number in \[0, 1\]"):
+            rec.read(page, threshold=bad)
+        with pytest.raises(DigitrecError, match="threshold"):
+            digitrec.Recognizer(rec.backend, threshold=bad)
+    assert rec.read(page, threshold=np.float32(0.0)).digits == str(int(test.labels[0]))
+    assert rec.read(page, threshold=1).digits == ""

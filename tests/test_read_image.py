@@ -1,6 +1,7 @@
 """Decoding: every input mode and format, EXIF rotation, alpha, and clear errors for bad or huge inputs."""
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from digitrec.errors import DigitrecError
@@ -41,7 +43,8 @@ REFERENCE = np.asarray(_digit_like(), np.float32) / 255
 
 
 @pytest.mark.parametrize("mode", ["str", "path", "bytes", "bytearray", "pil", "gray_u8", "rgb_u8", "rgba_u8",
-                                  "gray_float01", "gray_float255", "gray_bool", "gray_u16", "hxwx1"])
+                                  "gray_float01", "gray_float255", "gray_bool", "gray_u16", "gray_u12",
+                                  "standardised", "tensor_grad", "data_url", "pil_La", "pil_LAB"])
 def test_every_input_mode_decodes_to_the_same_gray(mode: str, tmp_path: Path) -> None:
     im = _digit_like()
     path = tmp_path / "digit.png"
@@ -53,10 +56,15 @@ def test_every_input_mode_decodes_to_the_same_gray(mode: str, tmp_path: Path) ->
         "rgba_u8": np.dstack([arr, arr, arr, np.full_like(arr, 255)]),
         "gray_float01": arr / 255.0, "gray_float255": arr.astype(np.float32), "gray_bool": arr > 127,
         "gray_u16": arr.astype(np.uint16) * 257, "hxwx1": arr[..., None],
-    }[mode]
+        "gray_u12": (arr.astype(np.uint32) * 4095 // 255).astype(np.uint16),  # a 12-bit scan
+        "standardised": (arr / 255.0 - 0.1307) / 0.3081,  # as a training pipeline normalises
+        "tensor_grad": torch.tensor(arr / 255.0, requires_grad=True),
+        "data_url": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode(),  # canvas.toDataURL()
+        "pil_La": im.convert("LA").convert("La"), "pil_LAB": im.convert("RGB").convert("LAB"),
+    }.get(mode, arr[..., None])
     gray = load_image(source)
     assert gray.dtype == np.float32 and gray.shape == (40, 60)
-    np.testing.assert_allclose(gray, REFERENCE, atol=1 / 255)
+    np.testing.assert_allclose(gray, REFERENCE, atol=2 / 255 if mode == "pil_LAB" else 1 / 255)
 
 
 @pytest.mark.parametrize("fmt,tol", [("PNG", 0.0), ("JPEG", 0.08), ("BMP", 0.0), ("TIFF", 0.0), ("WEBP", 0.08),
@@ -85,6 +93,15 @@ def test_exif_orientation_is_applied() -> None:
     expected = np.asarray(im.transpose(Image.Transpose.ROTATE_270), np.float32) / 255
     assert np.abs(gray - expected).mean() < 0.05
     assert decode(data).input_shape == (60, 40)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG", "WEBP"])
+def test_exif_rotated_inputs_keep_their_upright_shape_whatever_the_format(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Pillow turns a TIFF upright as it loads it, the others are turned here: once either way
+    data = _encode(_digit_like().convert("RGB"), fmt, exif=exif)
+    decoded = decode(data)
+    assert decoded.input_shape == (60, 40) and decoded.gray.shape == (60, 40)
 
 
 def test_transparent_canvas_with_black_strokes_composites_onto_white() -> None:
@@ -125,6 +142,11 @@ def test_large_photo_is_decoded_at_working_size() -> None:
     (np.zeros((0, 5)), "unsupported array shape"),
     (np.full((4, 4), np.nan), "NaN"),
     (12345, "unsupported type"),
+    (_encode(_digit_like().convert("RGB"), "JPEG")[:40], "truncated or corrupt"),
+    (_encode(_digit_like(), "WEBP")[:-20], "truncated or corrupt"),
+    (b"BM" + b"\xff" * 60, "truncated or corrupt|not an image"),
+    ("data:image/png;base64,%%%", "base64 is not valid"),
+    ("data:image/png,rawdata", "must be 'data:<type>;base64,<data>'"),
 ])
 def test_bad_inputs_raise_a_clear_error(source, match: str) -> None:
     start = time.perf_counter()
@@ -147,6 +169,8 @@ def test_errors_name_the_input(tmp_path: Path) -> None:
         decode(tmp_path)
     with pytest.raises(DigitrecError, match="^upload: empty input"):
         decode(b"", name="upload")
+    with pytest.raises(DigitrecError, match=r"^x{80}\.\.\. \(300 characters\): cannot read the file"):
+        decode("x" * 300)  # too long to be a path, and too long to repeat whole
 
 
 def test_pixel_limit_applies_to_arrays_too() -> None:
@@ -154,3 +178,20 @@ def test_pixel_limit_applies_to_arrays_too() -> None:
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (side, side), (0, 0))  # no memory used
     with pytest.raises(DigitrecError, match="megapixel limit"):
         decode(big)
+
+
+def test_a_pil_image_closed_before_loading_is_a_clear_error(tmp_path: Path) -> None:
+    _digit_like().save(tmp_path / "d.png")
+    with Image.open(tmp_path / "d.png") as im:
+        pass
+    with pytest.raises(DigitrecError, match="closed before its pixels were loaded; call .load"):
+        decode(im)
+    with Image.open(tmp_path / "d.png") as loaded:
+        loaded.load()
+    np.testing.assert_allclose(load_image(loaded), REFERENCE, atol=1 / 255)  # loaded in time: still readable
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 500), (500, 1), (2, 2), (2, 300)])
+def test_images_a_pixel_or_two_thin_are_blank_not_an_error(shape: tuple[int, int]) -> None:
+    ink, mask = preprocess(np.zeros(shape, np.uint8))
+    assert ink.shape == shape and not mask.any()

@@ -6,6 +6,8 @@ are decoded, or shrunk to a working size while they are decoded.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,28 +43,55 @@ def decode(source: Any, name: str | None = None, *, max_side: int | None = None)
     """Decode a path, bytes, PIL image or numpy array; `name` labels the input in error messages."""
     if isinstance(source, Image.Image):
         return _from_pil(source, name or "image", max_side)
+    if isinstance(source, str) and source.startswith("data:"):
+        return _from_data_url(source, name or "data URL", max_side)
     if isinstance(source, (str, Path)):
-        return _from_path(Path(source), name or str(source), max_side)
+        return _from_path(Path(source), name or _short(str(source)), max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "image bytes"
         if len(source) == 0:
             raise DigitrecError(f"{label}: empty input (0 bytes); expected an image file's contents")
         return _open(io.BytesIO(bytes(source)), label, max_side)
+    if hasattr(source, "detach") and hasattr(source, "cpu"):  # a torch tensor, maybe on a GPU or needing grad
+        source = source.detach().cpu()
     if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
         return _from_array(np.asarray(source), name or "array", max_side)
     raise DigitrecError(f"{name or 'input'}: unsupported type {type(source).__name__}; "
                         "expected a path, bytes, a PIL image or a numpy array")
 
 
+def _short(text: str, keep: int = 80) -> str:
+    """A label for an input named by a long string: its start and its length."""
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
+
+
 def _from_path(path: Path, label: str, max_side: int | None) -> Decoded:
-    if not path.exists():
-        raise DigitrecError(f"{label}: no such file")
-    if not path.is_file():
-        raise DigitrecError(f"{label}: not a file; expected an image file")
-    if path.stat().st_size == 0:
-        raise DigitrecError(f"{label}: empty file (0 bytes); expected an image")
-    with open(path, "rb") as f:
-        return _open(f, label, max_side)
+    try:
+        if not path.exists():
+            raise DigitrecError(f"{label}: no such file")
+        if not path.is_file():
+            raise DigitrecError(f"{label}: not a file; expected an image file")
+        if path.stat().st_size == 0:
+            raise DigitrecError(f"{label}: empty file (0 bytes); expected an image")
+        with open(path, "rb") as f:
+            return _open(f, label, max_side)
+    except OSError as e:  # a name too long to be a path, no permission, an I/O error
+        raise DigitrecError(f"{label}: cannot read the file ({e.strerror or e}); expected the path of an image "
+                            "file (pass an image's contents as bytes)") from None
+
+
+def _from_data_url(url: str, label: str, max_side: int | None) -> Decoded:
+    """A 'data:image/png;base64,...' string, as a browser canvas's toDataURL() gives."""
+    head, sep, payload = url.partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise DigitrecError(f"{label}: a data URL must be 'data:<type>;base64,<data>'")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error as e:
+        raise DigitrecError(f"{label}: the data URL's base64 is not valid ({e})") from None
+    if not data:
+        raise DigitrecError(f"{label}: empty input (0 bytes); expected an image file's contents")
+    return _open(io.BytesIO(data), label, max_side)
 
 
 def _open(stream: Any, label: str, max_side: int | None) -> Decoded:
@@ -75,27 +104,43 @@ def _open(stream: Any, label: str, max_side: int | None) -> Decoded:
     except Image.DecompressionBombError as e:
         raise DigitrecError(f"{label}: too many pixels ({e}); the limit is "
                             f"{MAX_PIXELS // 1_000_000} megapixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # a header Pillow recognised, then could not parse
+        raise DigitrecError(f"{label}: truncated or corrupt image ({e})") from None
 
 
 def _from_pil(img: Image.Image, label: str, max_side: int | None, owned: bool = False) -> Decoded:
     """EXIF-rotate, size-check, shrink and convert to gray; a JPEG we opened (`owned`) is shrunk while decoding."""
     w, h = img.size
     _check_size(w, h, label)
+    if _closed(img):
+        raise DigitrecError(f"{label}: the PIL image was closed before its pixels were loaded; call .load() "
+                            "or .copy() on it inside its `with` block")
     try:
         orientation = img.getexif().get(0x0112, 1)
-        if orientation in _ROTATED:
-            w, h = h, w
         if owned and img.format == "JPEG":
             # DCT-domain scaling (1/2, 1/4, 1/8) and luma-only decoding: a 12 MP photo decodes in a few ms
             f = max_side / max(w, h) if max_side and max(w, h) > max_side else 1.0
             img.draft("L" if img.mode == "RGB" else img.mode, (max(1, int(img.size[0] * f)), max(1, int(img.size[1] * f))))
         img.load()
+        orientation = img.getexif().get(0x0112, 1)  # a TIFF may have been turned upright while it loaded
+        if orientation in _ROTATED:
+            w, h = h, w
         if orientation != 1:
             img = ImageOps.exif_transpose(img)
+        if img.mode in ("La", "LAB", "HSV"):  # modes Pillow cannot turn to gray in one step
+            img = img.convert("LA" if img.mode == "La" else "RGB")
         gray, alpha = _pil_to_arrays(img, max_side)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DigitrecError(f"{label}: truncated or corrupt image ({e})") from None
     return Decoded(_flatten_alpha(gray, alpha), (h, w), _transparent(alpha))
+
+
+def _closed(img: Image.Image) -> bool:
+    """Whether a PIL image was closed with no pixels to give: its file is gone and nothing was loaded from it."""
+    if getattr(img, "fp", True) is not None:
+        return False
+    core = img.__dict__.get("_im", img.__dict__.get("im"))
+    return core is None or type(core).__name__ == "DeferredError"
 
 
 def _pil_to_arrays(img: Image.Image, max_side: int | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -140,16 +185,19 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
 
 
 def _scale_values(arr: np.ndarray) -> np.ndarray:
-    """Any real array to float32 in [0, 1]: by its dtype's range for integers, by its own range for floats."""
+    """Any real array to float32 in [0, 1]. Integers by the fewest bits that hold them (8, or 10, 12, 16 ... for
+    a deep scan); floats as [0, 1] or [0, 255] by their top; values below zero (a standardised tensor, such as
+    MNIST's (x - 0.1307) / 0.3081) stretched from their own least to their greatest."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     values = arr.astype(np.float32)
+    low, top = float(values.min()), float(values.max())
+    if low < 0:
+        return (values - low) / max(top - low, 1e-6)
     if arr.dtype.kind in "ui":
-        top = 255.0 if values.max(initial=0) <= 255 else 65535.0
-        return np.clip(values / top, 0, 1)
-    top = float(values.max())
+        return np.clip(values / (255.0 if top <= 255 else float(2 ** int(np.ceil(np.log2(top + 1))) - 1)), 0, 1)
     return np.clip(values / (255.0 if 1.0 < top <= 255.0 else max(top, 1.0)), 0, 1)
 
 

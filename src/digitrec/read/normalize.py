@@ -93,6 +93,8 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     paper's printed lines and boxes (unless `rules` is False), specks. The third value says why an image
     that has ink of some contrast gives none (noise), else None."""
     none = np.zeros(gray.shape, np.float32), np.zeros(gray.shape, bool)
+    if min(gray.shape) < 3:  # a strip a pixel or two thin holds no digit (and has no neighbours to compare)
+        return *none, None
     d, noise = _ink_signal(gray)
     floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)

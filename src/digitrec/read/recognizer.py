@@ -62,10 +62,8 @@ class Recognizer:
         self, backend: Backend, threshold: float = DEFAULT_THRESHOLD, lines: LineReader | None = None,
         gate: LetterGate | None = None,
     ) -> None:
-        if not 0 <= threshold <= 1:
-            raise DigitrecError(f"threshold {threshold} must be in [0, 1]")
         self.backend = backend
-        self.threshold = threshold
+        self.threshold = _checked_threshold(threshold)
         self.lines = lines
         self.gate = gate
 
@@ -101,7 +99,7 @@ class Recognizer:
         self, image: Any, *, single: bool = False, threshold: float | None = None, name: str | None = None
     ) -> ReadResult:
         """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
-        threshold = self.threshold if threshold is None else threshold
+        threshold = self.threshold if threshold is None else _checked_threshold(threshold)
         ink, mask = preprocess(image, name=name)
         pieces, why, heard = self._pieces(ink, mask, single=single)
         if not pieces:
@@ -175,6 +173,14 @@ class Recognizer:
     def _score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities [N, 10] of a list of 28x28 crops, in one classifier call."""
         return self.classify(np.stack(crops))
+
+
+def _checked_threshold(threshold: Any) -> float:
+    """The abstain threshold as a float in [0, 1], or one clear error naming the value given."""
+    number = isinstance(threshold, (int, float, np.floating, np.integer)) and not isinstance(threshold, bool)
+    if not number or not 0 <= threshold <= 1:
+        raise DigitrecError(f"threshold {threshold!r} must be a number in [0, 1]")
+    return float(threshold)
 
 
 def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
