@@ -130,6 +130,20 @@ def test_large_photo_is_decoded_at_working_size() -> None:
     assert max(decoded.gray.shape) == WORK_SIDE and decoded.gray.shape == (750, 1000)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_large_uint8_array_decodes_as_the_same_picture_would(channels: int) -> None:
+    photo = np.full((1500, 2400, channels), 230, np.uint8)
+    photo[300:1200, 900:1100] = 20
+    if channels == 4:
+        photo[..., 3] = 0
+        photo[300:1200, 900:1100, 3] = 255  # a canvas export: transparent but for the stroke
+    array = photo[..., 0] if channels == 1 else photo
+    from_array, from_pil = decode(array, max_side=WORK_SIDE), decode(Image.fromarray(array), max_side=WORK_SIDE)
+    assert from_array.input_shape == (1500, 2400) and from_array.gray.shape == (625, 1000)
+    assert from_array.transparent == (channels == 4) == from_pil.transparent
+    np.testing.assert_allclose(from_array.gray, from_pil.gray, atol=1 / 255)
+
+
 @pytest.mark.parametrize("source,match", [
     (b"", "empty input"),
     (b"hello, this is text and not an image\n", "not an image"),

@@ -172,6 +172,9 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
         raise DigitrecError(f"{label}: unsupported array dtype {arr.dtype}; expected uint8, uint16, bool or float")
     h, w = arr.shape[:2]
     _check_size(w, h, label)
+    if arr.dtype == np.uint8 and max_side and max(h, w) > max_side:  # a photo's pixels: Pillow shrinks them fast
+        mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
+        return _from_pil(Image.fromarray(np.ascontiguousarray(arr), mode), label, max_side)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise DigitrecError(f"{label}: the array contains NaN or infinite values")
     values = _scale_values(arr)
