@@ -266,8 +266,8 @@ def test_write_json_failure_keeps_old_file_and_cleans_up(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("digitrec.report.os.replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr("digitrec.files.os.replace", broken_replace)
+    with pytest.raises(DigitrecError, match="m.json: disk full"):
         write_json({"version": 2}, path)
     assert json.loads(path.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -9,7 +9,6 @@ logits out, no decoding or segmentation.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 from digitrec.exporter import FORMATS, export, to_input, usable_cores
 from digitrec.read.backends import BACKENDS, Backend, file_kind, load_backend
 
@@ -175,19 +175,8 @@ def format_table(result: dict[str, Any]) -> str:
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
     """Write `result` as JSON atomically (temp file beside it, then rename)."""
     p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise DigitrecError(f"cannot write {p}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     return p
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import yaml
 
 from digitrec.data.augment import AugmentConfig
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "radam")
 SCHEDULES = ("onecycle", "cosine", "step", "plateau", "constant")
@@ -254,15 +253,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, source: str) -> Any:
 def save_yaml(data: dict[str, Any], path: str | Path) -> Path:
     """Write a dict as YAML atomically (temp file, then rename)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(_plain(data), fh, sort_keys=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp, open(tmp, "w") as fh:
+        yaml.safe_dump(_plain(data), fh, sort_keys=False)
     return p
 
 

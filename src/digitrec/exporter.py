@@ -30,7 +30,8 @@ from torch import nn
 from digitrec import __version__
 from digitrec.card import INPUT_SIZE, INPUT_SPEC, NUM_CLASSES
 from digitrec.errors import DigitrecError
-from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, normal_file_mode, unwrap
+from digitrec.files import temp_beside
+from digitrec.training.checkpoint import load_checkpoint, model_from_checkpoint, unwrap
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 EXAMPLE_BATCH = 8  # traced with a batch > 1 under a named Dim, so the batch size is never specialised
@@ -317,7 +318,7 @@ def export(
     path = _out_path(out, fmt, stem)
     data = _Mnist(data_dir, log)
     job = Job(card, opset, lambda: data.calibration(calibration_images), log)
-    tmp_model = _temp_beside(path)
+    tmp_model = temp_beside(path, path.suffix)
     tmp_json = tmp_model.with_name(tmp_model.name + ".json")  # unique because tmp_model is
     try:
         started = time.perf_counter()
@@ -452,20 +453,6 @@ def _format(name: str) -> Format:
     if name not in FORMATS:
         raise DigitrecError(f"unknown export format {name!r} (known: {', '.join(FORMATS)})")
     return FORMATS[name]
-
-
-def _temp_beside(path: Path) -> Path:
-    """A fresh temp file next to `path` (same folder, so the final rename is atomic), keeping its suffix."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    except OSError as e:
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
-        raise DigitrecError(f"cannot write {path}: {why}") from None
-    os.close(fd)
-    normal_file_mode(tmp)
-    return Path(tmp)
 
 
 def _sidecar(path: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 
 DPI = 120
 GRID_COLUMNS = 6
@@ -131,21 +131,9 @@ def worst_errors(logits: torch.Tensor, labels: torch.Tensor, k: int = 36) -> tor
 
 def _atomic_write(path: str | os.PathLike, suffix: str, write: Callable[[Path], None]) -> Path:
     """Call write(temp) on a temp file beside path, fsync it, then os.replace it onto path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, suffix) as tmp:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from digitrec.errors import DigitrecError
+from digitrec.files import temp_beside
 
 MNIST_FILES: dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -164,9 +165,9 @@ def _gunzip(source: _Counted) -> Iterator[bytes]:
 def _install(data_dir: Path, name: str, sha256: str, chunks: Iterable[bytes]) -> bool:
     """Write chunks to a temp file in data_dir; rename it to `name` only if its SHA-256 matches."""
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.", suffix=".part")
+    tmp = temp_beside(data_dir / name, ".part")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             for chunk in chunks:
                 digest.update(chunk)
                 f.write(chunk)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 
 _UINT8 = 0x08
 _DTYPE_NAMES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
@@ -65,13 +65,5 @@ def write_idx(path: str | Path, tensor: torch.Tensor) -> None:
         raise DigitrecError(f"{path}: write_idx needs 1 to {_MAX_NDIM} dimensions, got shape {list(tensor.shape)}")
     array = np.ascontiguousarray(tensor.detach().cpu().numpy())
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, _UINT8, array.ndim, *array.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(array.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".part") as tmp:
+        tmp.write_bytes(header + array.tobytes())

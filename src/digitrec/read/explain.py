@@ -1,14 +1,13 @@
 """Explanation pictures: the input with its boxes, the 28x28 crops the model saw, and the answer."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 from digitrec.read.image import load_image
 from digitrec.read.recognizer import ReadResult
 
@@ -44,17 +43,10 @@ def explain_image(source, result: ReadResult, crops: np.ndarray | None, path: st
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
-    """Write image to path through a temporary file beside it, so a failed write leaves no half picture."""
-    tmp = None
+    """Write image to path whole or not at all; a path that cannot be written is one DigitrecError naming it."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise DigitrecError(f"{path}: cannot write the explanation picture ({err.strerror or err})") from err
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink()
+        with atomic_path(path, ".png") as tmp:
+            image.save(tmp, format="PNG")
+    except DigitrecError as err:
+        raise DigitrecError(f"{path}: cannot write the explanation picture ({err})") from None
     return path

@@ -4,8 +4,6 @@ A checkpoint is a dict of tensors and plain values, so `torch.load(weights_only=
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import torch
 from torch import nn
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path
 from digitrec.models import create_model
 
 FORMAT = "digitrec-checkpoint"
@@ -31,26 +30,11 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def normal_file_mode(path: str | Path) -> None:
-    """Give a mkstemp file (0600) the mode a plain new file gets (0666 less the umask) before it is renamed."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write a checkpoint atomically: a temp file in the same folder, then a rename."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        normal_file_mode(tmp)
+    with atomic_path(p) as tmp:
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p
 
 
