@@ -130,3 +130,40 @@ def test_bad_train_lines_values_and_foreign_line_readers_are_one_clear_error(tmp
     proc = digitrec("predict", os.path.join(os.path.dirname(__file__), "data", "read", "touching_233.jpg"),
                     "--lines", runs / "cli" / "best.pt")
     assert_clean_error(proc, "best.pt", "not a LineNet checkpoint")
+
+
+WEIGHTS = os.path.join(os.path.dirname(__file__), os.pardir, "src", "digitrec", "weights")
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["train", "--lr", "inf"], ["lr", "a finite number"]),
+    (["train", "--weight-decay", "inf"], ["weight_decay", "a finite number"]),
+    (["train", "--val-size", "0"], ["val_size", ">= 1"]),
+    (["train", "--name", "../elsewhere"], ["name", "a plain folder name"]),
+    (["train", "--runs-dir", "{file}"], ["runs_dir", "a folder, not a file"]),
+    (["train", "--nproc", "2", "--lr", "-1"], ["lr", "a number > 0"]),  # checked once, before torchrun starts
+    (["train", "--config", "{binary}"], ["not a text file"]),
+    (["train", "--init", "{gate}", "--epochs", "1"], ["a letter gate checkpoint", "predict --gate"]),
+    (["train-lines", "--out", "{file}"], ["--out", "is a file, not a folder"]),
+    (["train-gate", "--lr", "inf"], ["--lr inf"]),
+    (["eval", "{gate}"], ["a letter gate checkpoint", "not a digit classifier"]),
+    (["eval", "{lines}"], ["a line reader checkpoint", "predict --lines"]),
+    (["eval", "--model", "default", "--device", "foo"], ["--device 'foo'"]),
+    (["eval", "--model", "default", "--out", "{file}"], ["--out", "is a file, not a folder"]),
+    (["export", "default", "--format", "onnx", "--opset", "99"], ["--opset 99", "from 18 to"]),
+    (["bench", "--model", "default", "--out", "{dir}"], ["--out", "a folder"]),
+    (["bench", "--model", "default", "--test-images", "-1"], ["--test-images -1"]),
+    (["serve", "--port", "70000"], ["--port 70000"]),
+    (["predict", "{box5}", "--lines", "{classifier_onnx}"], ["not a LineNet export"]),
+])
+def test_bad_arguments_are_one_clear_error_before_any_work(argv, fragments, tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    names = {"file": tmp_path / "file", "dir": tmp_path / "dir", "binary": tmp_path / "binary.yaml",
+             "gate": os.path.join(WEIGHTS, "gate.pt"), "lines": os.path.join(WEIGHTS, "lines.pt"),
+             "classifier_onnx": os.path.join(WEIGHTS, "default.onnx"),
+             "box5": os.path.join(os.path.dirname(__file__), "data", "read", "box_5.jpg")}
+    proc = digitrec(*(a.format(**names) for a in argv), cwd=tmp_path)
+    assert_clean_error(proc, *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.yaml", "dir", "file"]  # nothing written

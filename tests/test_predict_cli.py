@@ -88,3 +88,15 @@ def test_an_unwritable_explanation_is_an_error_line_and_the_run_goes_on(inputs: 
     failed, read = json_lines(proc.stdout)
     assert "box_5.explain.png: cannot write the explanation picture" in failed["error"] and read["digits"] == "6"
     assert sorted(p.name for p in inputs.glob(".*")) == []  # no temporary file left behind
+
+
+def test_a_second_run_skips_its_own_explanations_and_an_empty_folder_is_an_error_line(inputs: Path) -> None:
+    (inputs / "notes.png").unlink()
+    assert digitrec("predict", inputs, "--explain").returncode == 0
+    again = json_lines(digitrec("predict", inputs, inputs / "*.png", "--json").stdout)
+    assert not [line["path"] for line in again if line["path"].endswith(".explain.png")]
+    (inputs / "empty").mkdir()
+    proc = digitrec("predict", inputs / "empty", inputs / "box_5.jpg", "--json")
+    assert proc.returncode == 1
+    empty, five = json_lines(proc.stdout)
+    assert "a folder with no image files" in empty["error"] and five["digits"] == "5"

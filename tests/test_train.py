@@ -121,12 +121,14 @@ def test_amp_on_cpu_is_a_stated_no_op(tmp_path, mnist_dir):
     assert any("amp=fp16 has no effect on cpu" in line for line in lines)
 
 
-def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, mnist_dir):
-    cfg = small(tmp_path, mnist_dir, epochs=1, train_subset=256)
-    train(cfg, log=quiet)
+def test_an_existing_run_is_not_overwritten_by_accident_and_overwrite_replaces_all_of_it(tmp_path, mnist_dir):
+    train(small(tmp_path, mnist_dir, epochs=2, train_subset=256, save_every=1, tensorboard=True), log=quiet)
+    cfg = small(tmp_path, mnist_dir, epochs=1, train_subset=256, tensorboard=True)
     with pytest.raises(DigitrecError, match="already holds a run"):
         train(cfg, log=quiet)
     train(cfg, overwrite=True, log=quiet)
+    run = tmp_path / "run"
+    assert not list(run.glob("epoch*.pt")) and len(list((run / "tensorboard").glob("events.out.*"))) == 1
 
 
 def test_resuming_with_another_models_checkpoint_is_refused(tmp_path, mnist_dir):

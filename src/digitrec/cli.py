@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,9 +64,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from digitrec.training.distributed import launch, world_from_env
     from digitrec.training.loop import train
 
-    if args.nproc:
-        return launch(args.nproc, _without_nproc(args.argv))
-
     flags = _config_flags(args)
     layers: list[dict[str, Any]] = []
     resume = None
@@ -80,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         layers.append(load_yaml(args.config))
     layers.append(flags)
     cfg = build_config(recipe, *layers, source=args.config or "command line")
+    if args.nproc:  # the settings were checked here, once, before torchrun starts a process per rank
+        return launch(args.nproc, _without_nproc(args.argv))
     summary = train(cfg, resume=resume, overwrite=args.overwrite, log=_out)
     if not world_from_env().is_main:
         return 0
@@ -200,8 +201,9 @@ def cmd_train_lines(args: argparse.Namespace) -> int:
     from digitrec.read.lines import export_onnx
     from digitrec.training.lines import train_lines
 
-    if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
-        raise DigitrecError("--steps, --batch-size and --lr must be positive")
+    if args.steps < 1 or args.batch_size < 1 or not 0 < args.lr < math.inf:
+        raise DigitrecError("--steps, --batch-size and --lr must be positive (and --lr finite)")
+    _folder(args.out, "--out")
     splits = load_splits(args.data_dir or None, log=_out)
     figures = train_lines(splits["train"], splits["val"], Path(args.out), steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, log=_out,
@@ -219,6 +221,9 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
     from digitrec.data.mnist import load_splits
     from digitrec.training.gate import DEFAULT_FONTS, train_gate
 
+    if not 0 < args.lr < math.inf:
+        raise DigitrecError(f"--lr {args.lr}: expected a finite number > 0")
+    _folder(args.out, "--out")
     fonts = resolve_fonts(args.fonts or DEFAULT_FONTS)
     splits = load_splits(args.data_dir or None, log=_out)
     figures = train_gate(splits["train"], splits["val"], Path(args.out), fonts, steps=args.steps,
@@ -230,12 +235,29 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folder(path: str, flag: str) -> None:
+    """Refuse, before any work is done, a folder argument that names a file or lies under one."""
+    from pathlib import Path
+
+    for p in (Path(path), *Path(path).parents):
+        if p.exists():
+            if not p.is_dir():
+                raise DigitrecError(f"{flag} {path}: {p} is a file, not a folder")
+            return
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from digitrec.evaluation import evaluate_checkpoint
 
     log = _eprint if args.json else _out
     if (args.checkpoint is None) == (args.model is None):
         raise DigitrecError("eval needs a CHECKPOINT or --model NAME (one of them, not both)")
+    from digitrec.config import valid_device
+
+    if not valid_device(args.device):
+        raise DigitrecError(f"--device {args.device!r}: expected auto, cpu, cuda or cuda:N")
+    if args.out:
+        _folder(args.out, "--out")
     paths, out = args.checkpoint, args.out
     if args.model is not None:
         from pathlib import Path
@@ -260,10 +282,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ---- predict ---------------------------------------------------------------------------------
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+EXPLAINED = ".explain.png"  # what --explain writes beside each input
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Files as given, the images inside folders (sorted), and glob matches; unmatched names stay to be reported."""
+    """Files as given, the images inside folders (sorted), and glob matches; unmatched names and folders without
+    images stay to be reported. Folders and globs skip the pictures `--explain` wrote, so a second run does not
+    read its own explanations."""
     import glob
     from pathlib import Path
 
@@ -271,9 +296,10 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            out += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            out += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                          and not p.name.endswith(EXPLAINED)) or [pattern]
         elif not path.exists() and glob.has_magic(pattern):
-            out += sorted(glob.glob(pattern, recursive=True)) or [pattern]
+            out += sorted(p for p in glob.glob(pattern, recursive=True) if not p.endswith(EXPLAINED)) or [pattern]
         else:
             out.append(pattern)
     return out
@@ -288,6 +314,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for path in expand_inputs(args.paths):
         try:
+            if os.path.isdir(path):
+                raise DigitrecError(f"{path}: a folder with no image files "
+                                    f"({', '.join(sorted(s[1:] for s in IMAGE_SUFFIXES))})")
             result = recognizer.read(path, single=args.single)
             if args.explain:
                 from digitrec.read.explain import explain_image
@@ -309,7 +338,7 @@ def _explain_path(path: str) -> str:
     from pathlib import Path
 
     p = Path(path)
-    return str(p.with_name(f"{p.stem}.explain.png"))
+    return str(p.with_name(p.stem + EXPLAINED))
 
 
 # ---- serve -----------------------------------------------------------------------------------
@@ -320,6 +349,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1 or not 0 < args.max_body_mb or (args.max_pixels is not None and args.max_pixels < 1):
         raise DigitrecError("--workers, --max-body-mb and --max-pixels must be positive")
+    if not 0 <= args.port <= 65535:
+        raise DigitrecError(f"--port {args.port}: expected a port number from 0 to 65535")
     limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
     settings = ServeSettings(model=args.model, backend=args.backend, threshold=args.threshold,
                              max_body_bytes=int(args.max_body_mb * 1024 * 1024), **limits,
@@ -356,6 +387,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batches = [int(b) for b in args.batch.split(",") if b]
     except ValueError:
         raise DigitrecError(f"--batch {args.batch!r}: expected comma-separated sizes, e.g. 1,32,256") from None
+    if args.test_images is not None and args.test_images < 1:
+        raise DigitrecError(f"--test-images {args.test_images}: expected an integer >= 1")
+    from pathlib import Path
+
+    if Path(args.out).is_dir():
+        raise DigitrecError(f"--out {args.out}: a folder; expected the path of the JSON file to write")
+    _folder(str(Path(args.out).parent), "--out")
     result = bench(args.model, backends, batches, data_dir=args.data_dir or None, repeats=args.repeats,
                    images_per_round=args.images_per_round, test_images=args.test_images, out=args.out, log=_eprint)
     _out(format_table(result))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,20 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise DigitrecError naming the first bad value and what is expected."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            _check(f.name, not isinstance(value, float) or math.isfinite(value), "a finite number")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
         for key in ("epochs", "batch_size", "accumulate"):
             _check(key, getattr(self, key) >= 1, "an integer >= 1")
-        for key in ("val_size", "train_subset", "patience", "save_every", "plateau_patience", "seed", "split_seed"):
+        _check("val_size", self.val_size >= 1, "an integer >= 1: the best checkpoint, early stopping and the "
+               "plateau schedule are all judged on the validation split")
+        _check("name", self.name in ("", Path(self.name).name) and self.name not in (".", ".."),
+               "a plain folder name, without '/' or '..' (the run is written to RUNS_DIR/NAME)")
+        _check("runs_dir", not Path(self.runs_dir).exists() or Path(self.runs_dir).is_dir(), "a folder, not a file")
+        for key in ("train_subset", "patience", "save_every", "plateau_patience", "seed", "split_seed"):
             _check(key, getattr(self, key) >= 0, "an integer >= 0")
         _check("lr", self.lr > 0, "a number > 0")
         for key in ("weight_decay", "grad_clip", "warmup_epochs"):
@@ -110,9 +119,13 @@ class TrainConfig:
         _check("fonts", not self.font_digits or bool(self.fonts), "font files or folders when font_digits > 0")
         _check("ema", self.ema == 0 or 0 < self.ema < 1, "0 (off) or a decay in (0, 1), e.g. 0.999")
         _check("warmup_epochs", self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "shorter than epochs")
-        dev = self.device
-        _check("device", dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"), "auto, cpu, cuda or cuda:N")
+        _check("device", valid_device(self.device), "auto, cpu, cuda or cuda:N")
         self.augment.validate()
+
+
+def valid_device(device: str) -> bool:
+    """Whether `device` names one we can train or evaluate on: auto, cpu, cuda or cuda:N."""
+    return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 
 
 def _check(key: str, ok: bool, expected: str) -> None:
@@ -158,9 +171,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a dict, with a clear error for a missing or malformed file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise DigitrecError(f"config file {p}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise DigitrecError(f"config file {p}: not a text file (expected UTF-8 YAML)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

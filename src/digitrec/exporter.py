@@ -40,6 +40,7 @@ LOGIT_TOL = 1e-4  # fp32 exports: max |logit difference| allowed against the sou
 INT8_MAX_DROP = 0.1  # int8: accuracy points it may lose against the source model
 CALIB_IMAGES = 512
 PARITY_IMAGES = 10_000
+MIN_OPSET = 18  # the dynamo exporter's oldest
 CARD_ENTRY = "digitrec/card.json"  # the card's name inside .pt2 and TorchScript archives
 META_CARD, META_FORMAT, META_INPUT = "digitrec.card", "digitrec.format", "digitrec.input"
 Log = Callable[[str], None]
@@ -95,6 +96,10 @@ def _onnx_proto(model: nn.Module, opset: int | None) -> Any:
     except Exception as e:  # the exporter raises many types; the first line says what went wrong
         at = f" at opset {opset}" if opset else ""
         raise DigitrecError(f"ONNX export{at} failed: {_first_line(e)}") from None
+    made = _opset_of(program.model_proto)
+    if opset is not None and made != opset:  # the exporter logs its error and falls back to another opset
+        raise DigitrecError(f"--opset {opset}: this torch exports ONNX opsets {MIN_OPSET} and up, but not {opset} "
+                            f"(it made opset {made}); try --opset {made}")
     return program.model_proto
 
 
@@ -116,7 +121,19 @@ def _save_onnx(proto: Any, path: Path, fmt: str, job: Job) -> dict:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
         raise DigitrecError(f"the {fmt} export did not pass onnx.checker: {_first_line(e)}") from None
-    return {"opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)}
+    return {"opset": _opset_of(proto)}
+
+
+def _newest_opset() -> int:
+    """The newest opset the installed onnx package knows."""
+    import onnx.defs
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _opset_of(proto: Any) -> int | None:
+    """The default-domain opset an ONNX model was written for."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _write_onnx(model: nn.Module, path: Path, job: Job) -> dict:
@@ -314,6 +331,8 @@ def export(
     fmt = _format(format)
     if opset is not None and not fmt.opset:
         raise DigitrecError(f"--opset applies to the ONNX formats only, not {fmt.name!r}")
+    if opset is not None and not MIN_OPSET <= opset <= _newest_opset():
+        raise DigitrecError(f"--opset {opset}: expected an ONNX opset from {MIN_OPSET} to {_newest_opset()}")
     module, card, sources, stem = _source(model_or_checkpoint)
     path = _out_path(out, fmt, stem)
     data = _Mnist(data_dir, log)

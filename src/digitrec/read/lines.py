@@ -42,6 +42,9 @@ class LineReader:
                 raise DigitrecError(f"line reader {path}: no such file")
             session = open_onnx_session(path)
             name = session.get_inputs()[0].name
+            if name != "line":  # what export_onnx names LineNet's input
+                raise DigitrecError(f"line reader {path}: not a LineNet export (made by `digitrec train-lines`); "
+                                    "a digit classifier goes to --model")
             return cls(lambda x: session.run(None, {name: x})[0], str(path))
         return cls(_eager(load_model(path)), str(path))
 

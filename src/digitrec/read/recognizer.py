@@ -5,6 +5,7 @@ same whichever backend runs the network.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,8 @@ def _checked_threshold(threshold: Any) -> float:
 def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
     """Abstain from the whole reading when any digit is below the threshold; keep the guesses as items."""
     confidence = min(item.confidence for item in items)
+    if not all(math.isfinite(p) for item in items for p in item.probs):  # a model whose training diverged
+        return ReadResult("", 0.0, [], reason="the model gave no probabilities (NaN): its weights are broken")
     if confidence < threshold:
         weakest = min(range(len(items)), key=lambda i: items[i].confidence)
         return ReadResult("", confidence, items,

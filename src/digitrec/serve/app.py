@@ -201,11 +201,11 @@ def _add_api_routes(app: FastAPI) -> None:
     async def read_batch(request: Request, single: bool | None = Query(None), threshold: float | None =
                          Query(None, ge=0, le=1)):
         if not _is_multipart(request):
-            raise ApiError(422, "send the images as multipart/form-data files (fields named 'images')")
+            raise ApiError(422, "send the images as multipart/form-data files, one file field each (e.g. -F image=@a.png)")
         async with request.form(max_files=settings.max_batch, max_fields=16) as form:
             uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not uploads:
-                raise ApiError(422, "multipart body has no files; send them as fields named 'images'")
+                raise ApiError(422, "multipart body has no files; send each image as a file field (e.g. -F image=@a.png)")
             files = [(u.filename or f"image {i + 1}", await u.read()) for i, u in enumerate(uploads)]
             options = _options(form, single, threshold)
         results = await _in_thread(app, _read_many, app, files, options)

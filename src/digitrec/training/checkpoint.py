@@ -62,6 +62,7 @@ def inference_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """Rebuild the registered model a checkpoint names and load its inference weights."""
+    check_classifier(ckpt, source)
     spec = ckpt.get("model") or {}
     model = create_model(spec.get("name", "?"), **spec.get("args", {}))
     load_weights(model, inference_state(ckpt), source)
@@ -87,8 +88,19 @@ def shipped_weights(name: str) -> Path:
     return Path(str(resources.files("digitrec") / "weights" / name))
 
 
+def check_classifier(ckpt: dict[str, Any], source: str) -> None:
+    """Raise a DigitrecError naming what a letter gate's or line reader's checkpoint is, where a digit
+    classifier's is expected (they hold weights too, but of another network)."""
+    for key, what, verb, flag in (("gate", "letter gate", "train-gate", "--gate"),
+                                  ("linenet", "line reader", "train-lines", "--lines")):
+        if key in ckpt:
+            raise DigitrecError(f"{source}: a {what} checkpoint (made by `digitrec {verb}`), not a digit "
+                                f"classifier; give it to `digitrec predict {flag}`")
+
+
 def check_model(ckpt: dict[str, Any], model: nn.Module, source: str, hint: str) -> None:
     """Raise a DigitrecError when the checkpoint is for another registered model or other model options."""
+    check_classifier(ckpt, source)
     spec, want = ckpt.get("model") or {}, getattr(model, "digitrec_spec", {})
     if spec.get("name") != want.get("name") or spec.get("args") != want.get("args"):
         raise DigitrecError(

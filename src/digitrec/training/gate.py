@@ -111,8 +111,9 @@ def train_gate(
 ) -> dict[str, Any]:
     """Train the gate for `steps` batches (half digits, half letters and signs), set its threshold on validation
     digits, measure it on the held-out fonts, and save `out/gate.pt`; returns its figures."""
-    if steps < 1 or batch_size < 4 or not lr > 0 or variants < 1:
-        raise DigitrecError("train-gate: --steps, --variants and --lr must be positive and the batch at least 4")
+    if steps < 1 or batch_size < 4 or not 0 < lr < math.inf or variants < 1:
+        raise DigitrecError("train-gate: --steps, --variants and --lr must be positive (--lr finite) and the batch at "
+                            "least 4")
     torch.manual_seed(seed)
     fit_fonts, held_fonts = split_fonts(fonts)
     if not fit_fonts or not held_fonts:

@@ -124,6 +124,9 @@ def _train(cfg: TrainConfig, world: World, device: torch.device, resume, overwri
             f"run folder {run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
             "or --name for a new one"
         )
+    if resume is None and overwrite and world.is_main:  # the replaced run's extra checkpoints and curves go too
+        for stale in [*run_dir.glob("epoch[0-9][0-9][0-9].pt"), *(run_dir / "tensorboard").glob("events.out.*")]:
+            stale.unlink()
     splits = load_splits(cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.split_seed, log=log)
     train_split = splits["train"]
     if cfg.train_subset:
