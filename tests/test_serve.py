@@ -167,6 +167,8 @@ def test_batch_needs_multipart_files_and_caps_their_number(recognizer, seven):
         assert "no files" in c.post("/v1/read/batch", files={"single": (None, "true")}).json()["error"]
         r = c.post("/v1/read/batch", files=[("images", (f"{i}.png", seven)) for i in range(3)])
         assert r.status_code == 413 and "files" in r.json()["error"].lower()
+        r = c.post("/v1/read", files=[("image", (f"{i}.png", seven)) for i in range(2)])
+        assert r.status_code == 422 and "/v1/read/batch" in r.json()["error"]
 
 
 # ---- bad input --------------------------------------------------------------------------------------
@@ -393,6 +395,17 @@ def test_serve_verb_defaults_to_localhost(monkeypatch):
 def test_serve_verb_with_a_missing_model_exits_2_with_a_message(capsys, tmp_path):
     assert main(["serve", "--model", str(tmp_path / "nope.pt"), "--port", "1"]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_serve_on_a_port_already_taken_exits_2_with_a_message(capsys, model_name):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", model_name, "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
 
 
 def test_serve_with_two_workers_reads_with_the_key_from_the_environment(model_name, seven):

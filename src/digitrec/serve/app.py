@@ -259,6 +259,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = f"{exc.detail}: {request.method} {request.url.path}"
         if exc.status_code == 400:  # multipart parsing: a damaged body, or more files than allowed
             status = 413 if "too many files" in str(exc.detail).lower() else 422
+            if status == 413 and request.url.path == "/v1/read":  # not too much data: one image too many
+                return JSONResponse({"error": "/v1/read reads one image (field 'image'); send several to "
+                                              "/v1/read/batch"}, status_code=422)
             return JSONResponse({"error": f"multipart body refused: {exc.detail}"}, status_code=status)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
