@@ -138,6 +138,14 @@ def test_resuming_with_another_models_checkpoint_is_refused(tmp_path, mnist_dir)
         train(other, resume=tmp_path / "run" / "last.pt", log=quiet)
 
 
+def test_resuming_with_another_batch_size_or_schedule_is_refused(tmp_path, mnist_dir):
+    train(small(tmp_path, mnist_dir, epochs=1, train_subset=256), log=quiet)
+    last = tmp_path / "run" / "last.pt"
+    for change in ({"batch_size": 32}, {"schedule": "constant"}):
+        with pytest.raises(DigitrecError, match=f"trained with {next(iter(change))}=.*--init"):
+            train(small(tmp_path, mnist_dir, epochs=2, train_subset=256, **change), resume=last, log=quiet)
+
+
 def test_init_starts_from_a_checkpoints_weights(tmp_path, mnist_dir):
     first = train(small(tmp_path, mnist_dir, epochs=2), log=quiet)
     tuned = train(small(tmp_path, mnist_dir, name="tuned", epochs=1, lr=1e-4, init=first["best_checkpoint"]),

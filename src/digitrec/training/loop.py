@@ -355,10 +355,19 @@ def _checkpoint(cfg, model, opt, sched, scaler, ema, state: TrainState) -> dict[
     }
 
 
+STEP_SHAPING = ("batch_size", "accumulate", "train_subset", "schedule")  # what a resumed run may not change
+
+
 def _restore(path: Path, cfg, model, opt, sched, scaler, ema, log: Log) -> TrainState:
     """Load everything a checkpoint holds into the freshly built objects, after checking it fits."""
     ckpt = load_checkpoint(path)
     check_model(ckpt, model, f"checkpoint {path}", "resume with the checkpoint's own model")
+    saved = ckpt.get("config") or {}
+    for key in STEP_SHAPING:
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise DigitrecError(f"checkpoint {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}: "
+                                "a resumed run keeps it, as its schedule counts optimizer steps; to train on with other "
+                                f"settings, start a new run from its weights with --init {path}")
     load_weights(model, ckpt["model_state"], f"checkpoint {path}")
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
