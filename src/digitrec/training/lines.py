@@ -90,7 +90,8 @@ def train_lines(
             acc = line_accuracy(model, val_batches)
             figures = {"step": step, "loss": round(smooth, 4), "val_line_accuracy": acc,
                        "minutes": round((time.perf_counter() - start) / 60, 2)}
-            log(str(figures))
+            log(f"step {step}/{steps}  loss {smooth:.4f}  validation lines read exactly {acc:.2%}  "
+                f"{figures['minutes']:.2f} min")
             save_checkpoint({"model": model.state_dict(), "linenet": {"args": model.args, "figures": figures}},
                             out / "lines.pt")
         if step >= steps:
