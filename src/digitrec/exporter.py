@@ -232,6 +232,7 @@ def _load_pt2(path: Path) -> Loaded:
     return Loaded(_torch_runner(module), _json_or_empty(extra[CARD_ENTRY]), "pt2")
 
 
+_LEAFSPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 _JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"  # only these warnings are silenced; the docs say it
 
 
@@ -341,7 +342,9 @@ def export(
     tmp_json = tmp_model.with_name(tmp_model.name + ".json")  # unique because tmp_model is
     try:
         started = time.perf_counter()
-        facts = fmt.write(module, tmp_model, job)
+        with warnings.catch_warnings():  # torch.export's own use of a name it deprecates, printed on every export
+            warnings.filterwarnings("ignore", message=_LEAFSPEC_DEPRECATED, category=FutureWarning)
+            facts = fmt.write(module, tmp_model, job)
         parity = check_parity(module, load_export(tmp_model, _kind(fmt)), *data.test(parity_images))
         _gate(parity, fmt, max_drop)
         meta = _sidecar_facts(fmt, path, tmp_model, sources, card, facts, parity, time.perf_counter() - started)
