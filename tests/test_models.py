@@ -76,6 +76,8 @@ def test_unknown_model_option_is_one_clear_error():
         create_model("lenet5", width=3)
     with pytest.raises(DigitrecError, match="widths"):
         create_model("digitnet", widths=[8, 8])
+    with pytest.raises(DigitrecError, match=r"a value of the wrong type among \{'dropout': 'nan'\}"):
+        create_model("digitnet", dropout="nan")  # a known option with a bad value is not called unknown
 
 
 def test_list_models_reports_size_in_kb():

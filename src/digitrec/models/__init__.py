@@ -5,6 +5,7 @@ Every model takes float images [B, 1, 28, 28] in [0, 1] (white ink on black) and
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,12 @@ def create_model(name: str, **opts: Any) -> nn.Module:
     try:
         model = entry.factory(**args)
     except TypeError as e:
-        raise DigitrecError(f"model {name!r} does not take the options {sorted(opts)}: {e}") from None
+        params = inspect.signature(entry.factory).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [] if takes_any else sorted(k for k in opts if k not in params)
+        if unknown or not opts:
+            raise DigitrecError(f"model {name!r} does not take the options {unknown or sorted(opts)}: {e}") from None
+        raise DigitrecError(f"model {name!r}: a value of the wrong type among {_plain(opts)} ({e})") from None
     except ValueError as e:
         raise DigitrecError(f"model {name!r}: {e}") from None
     model.digitrec_spec = {"name": name, "args": _plain(args)}
