@@ -237,13 +237,11 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
 
 def _folder(path: str, flag: str) -> None:
     """Refuse, before any work is done, a folder argument that names a file or lies under one."""
-    from pathlib import Path
+    from digitrec.files import file_in_the_way
 
-    for p in (Path(path), *Path(path).parents):
-        if p.exists():
-            if not p.is_dir():
-                raise DigitrecError(f"{flag} {path}: {p} is a file, not a folder")
-            return
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise DigitrecError(f"{flag} {path}: {blocker} is a file, not a folder")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

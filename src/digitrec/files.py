@@ -17,6 +17,11 @@ def normal_file_mode(path: str | Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """The file, if any, that `folder` or one of the folders above it names, so it cannot be a folder."""
+    return next((p for p in (Path(folder), *Path(folder).parents) if p.exists() and not p.is_dir()), None)
+
+
 def temp_beside(path: str | Path, suffix: str = ".tmp") -> Path:
     """A fresh, empty temp file next to `path` (same folder, so the rename is atomic) with a new file's mode;
     a folder that cannot be made, a file in its way included, is one DigitrecError naming `path`."""
@@ -25,7 +30,7 @@ def temp_beside(path: str | Path, suffix: str = ".tmp") -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     except OSError as e:
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        blocker = file_in_the_way(path.parent)
         why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
         raise DigitrecError(f"cannot write {path}: {why}") from None
     os.close(fd)
