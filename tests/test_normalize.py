@@ -317,3 +317,26 @@ def test_blurred_noise_is_not_taken_for_squared_paper() -> None:
     gray = np.clip(128 + 60 * blotches / blotches.std(), 0, 255).astype(np.uint8)
     _, mask = preprocess(gray)
     assert not mask.any()
+
+
+def test_many_bars_at_one_step_are_still_noise_but_a_row_of_digit_like_pieces_is_not() -> None:
+    # 24+ pieces to cover 80 % of the ink is noise unless the pieces are written in a row; evenly spaced
+    # identical bars (stripes) are a row too, but one that repeats at a single step.
+    stripes = Image.new("L", (1200, 120), 255)
+    draw = ImageDraw.Draw(stripes)
+    for k in range(40):
+        draw.rectangle((20 + 29 * k, 20, 29 + 29 * k, 99), fill=0)
+    ink, mask = preprocess(np.asarray(stripes))
+    assert not mask.any() and ink.rejected is not None and "scattered" in ink.rejected
+    rng = np.random.default_rng(0)
+    row = Image.new("L", (1400, 120), 255)
+    draw, x = ImageDraw.Draw(row), 20
+    for _ in range(40):  # rings and bars of varied widths at varied gaps, as digits are written
+        w = int(rng.integers(8, 26))
+        if w > 14:
+            draw.ellipse((x, 25, x + w, 95), outline=0, width=5)
+        else:
+            draw.rectangle((x, 25 + int(rng.integers(0, 8)), x + 5, 95), fill=0)
+        x += w + int(rng.integers(6, 14))
+    ink, mask = preprocess(np.asarray(row))
+    assert ink.rejected is None and ndimage.label(mask)[1] == 40

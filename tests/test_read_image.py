@@ -130,6 +130,20 @@ def test_large_photo_is_decoded_at_working_size() -> None:
     assert max(decoded.gray.shape) == WORK_SIDE and decoded.gray.shape == (750, 1000)
 
 
+@pytest.mark.parametrize("shape, working", [
+    ((3000, 4000), (750, 1000)),  # a photo: the longest side to WORK_SIDE
+    ((72, 3072), (72, 3072)),  # a strip of 40 digits: kept whole (at 1000 px its digits were 23 px high)
+    ((20, 10000), (16, 8000)),  # a strip 500 times longer than high: at most 8,000 px long, still 16 px high
+    ((6000, 1000), (1000, 167)),  # a tall page: shrunk by its long side as before
+    ((6000, 400), (1875, 125)),  # a tall narrow strip keeps WORK_SIDE / 8 px across, as a long one does
+])
+def test_the_working_size_keeps_a_long_strip_legible(shape: tuple[int, int], working: tuple[int, int]) -> None:
+    page = np.full((*shape, 3), 240, np.uint8)
+    assert decode(page, max_side=WORK_SIDE).gray.shape == working
+    encoded = decode(_encode(Image.fromarray(page), "JPEG"), max_side=WORK_SIDE)
+    assert encoded.gray.shape == working and encoded.input_shape == shape
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_a_large_uint8_array_decodes_as_the_same_picture_would(channels: int) -> None:
     photo = np.full((1500, 2400, channels), 230, np.uint8)

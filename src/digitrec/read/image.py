@@ -19,7 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from digitrec.errors import DigitrecError
 
 MAX_PIXELS = 40_000_000  # decompression-bomb guard: refuse anything larger instead of decoding it
-WORK_SIDE = 1000  # preprocessing works on at most this many pixels along the longest side
+WORK_SIDE = 1000  # preprocessing works on at most this many pixels along the longest side...
+STRIP = 8  # ...but a strip (a long number cut tight) keeps WORK_SIDE / STRIP px across, up to STRIP times longer
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, the weights Pillow's convert("L") uses
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -35,7 +36,7 @@ class Decoded:
 
 
 def load_image(source: Any, name: str | None = None, *, max_side: int | None = None) -> np.ndarray:
-    """Grayscale float32 HxW in [0, 1] (1 = white) of `source`, shrunk to `max_side` if given."""
+    """Grayscale float32 HxW in [0, 1] (1 = white) of `source`, shrunk to its working size for `max_side` if given."""
     return decode(source, name, max_side=max_side).gray
 
 
@@ -119,7 +120,7 @@ def _from_pil(img: Image.Image, label: str, max_side: int | None, owned: bool = 
         orientation = img.getexif().get(0x0112, 1)
         if owned and img.format == "JPEG":
             # DCT-domain scaling (1/2, 1/4, 1/8) and luma-only decoding: a 12 MP photo decodes in a few ms
-            f = max_side / max(w, h) if max_side and max(w, h) > max_side else 1.0
+            f = _fit((h, w), max_side)[1] / w if max_side else 1.0
             img.draft("L" if img.mode == "RGB" else img.mode, (max(1, int(img.size[0] * f)), max(1, int(img.size[1] * f))))
         img.load()
         orientation = img.getexif().get(0x0112, 1)  # a TIFF may have been turned upright while it loaded
@@ -144,7 +145,7 @@ def _closed(img: Image.Image) -> bool:
 
 
 def _pil_to_arrays(img: Image.Image, max_side: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Gray (and alpha, if any) float32 in [0, 1], resized so the longest side is at most `max_side`."""
+    """Gray (and alpha, if any) float32 in [0, 1], shrunk to the working size for `max_side` (see `_fit`)."""
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
         img = img.convert("LA") if img.mode in ("RGBA", "LA") else img.convert("RGBA").convert("LA")
@@ -152,7 +153,7 @@ def _pil_to_arrays(img: Image.Image, max_side: int | None) -> tuple[np.ndarray, 
         return _shrink(_scale_values(np.asarray(img)), max_side), None
     elif img.mode != "L":
         img = img.convert("L")
-    if max_side and max(img.size) > max_side:
+    if _shrinks(img.size[::-1], max_side):
         img = img.resize(_fit(img.size[::-1], max_side)[::-1], Image.Resampling.BOX)
     arr = np.asarray(img)
     scale = np.float32(1 / 255)
@@ -172,7 +173,7 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
         raise DigitrecError(f"{label}: unsupported array dtype {arr.dtype}; expected uint8, uint16, bool or float")
     h, w = arr.shape[:2]
     _check_size(w, h, label)
-    if arr.dtype == np.uint8 and max_side and max(h, w) > max_side:  # a photo's pixels: Pillow shrinks them fast
+    if arr.dtype == np.uint8 and _shrinks((h, w), max_side):  # a photo's pixels: Pillow shrinks them fast
         mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
         return _from_pil(Image.fromarray(np.ascontiguousarray(arr), mode), label, max_side)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -222,15 +223,24 @@ def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
 
 def _shrink(values: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Area-average a 2-D float array down so its longest side is at most `max_side`."""
-    if not max_side or max(values.shape) <= max_side:
+    """Area-average a 2-D float array down to its working size (see `_fit`)."""
+    if not _shrinks(values.shape, max_side):
         return values
     h, w = _fit(values.shape, max_side)
     return np.asarray(Image.fromarray(values.astype(np.float32)).resize((w, h), Image.Resampling.BOX))
 
 
+def _shrinks(shape: tuple[int, int], max_side: int | None) -> bool:
+    """Whether an image of `shape` (h, w) is larger than its working size."""
+    return bool(max_side) and _fit(shape, max_side) != tuple(shape)
+
+
 def _fit(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
-    f = max_side / max(shape)
+    """The working size (h, w) of an image of `shape`: the longest side shrunk to `max_side`, unless that
+    leaves the short side under max_side / STRIP px (a long strip of digits would shrink to specks); then the
+    short side keeps that many, the long side at most STRIP * max_side. Never larger than the image."""
+    long, short = max(shape), min(shape)
+    f = min(1.0, max(max_side / long, min(max_side / STRIP / short, STRIP * max_side / long)))
     return max(1, round(shape[0] * f)), max(1, round(shape[1] * f))
 
 

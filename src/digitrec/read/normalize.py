@@ -1,8 +1,8 @@
 """From any image to MNIST-like ink, and from a box of ink to the 28x28 image the model was trained on.
 
 `preprocess` finds the ink (polarity, uneven background, threshold, the paper's ruled lines and boxes,
-specks) at a working size of at most `WORK_SIDE` pixels; `to_mnist` frames a box of it by MNIST's own recipe
-(`digitrec.data.frame`): the longest side scaled to 20 px (antialiased), the centre of mass put at the centre
+specks) at a working size of at most `WORK_SIDE` pixels a side (a long strip: more, see `image._fit`);
+`to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest side scaled to 20 px (antialiased), the centre of mass put at the centre
 of a 28x28 field, white ink on black in [0, 1].
 """
 from __future__ import annotations
@@ -47,6 +47,13 @@ SPECK = 0.02  # components under this fraction of the largest one are noise
 # With MANY specks the strong ink alone is judged too: on a grey page salt and pepper can leave the paper
 # between the specks weak ink, which joins them into pieces.
 SCATTERED, FOUR_FIFTHS = 24, 0.8
+# ...unless those pieces are written in rows: a long number (an account number of 32 digits, a page of
+# figures) has as many pieces as noise, but they are ROW_TALL working px high or more (salt and pepper that
+# survives speck removal: clumps of 2-6 px) and all but a few of them (IN_ROWS) share their mid-height
+# with ROW_MATES or more of the others. Stripes pass that test too, but a printed pattern repeats at one step:
+# pieces whose left (or top) edges follow each other at steps that differ by under REGULAR of their median are not
+# writing (digits' own widths make those steps differ by about as much as the median step).
+ROW_TALL, IN_ROWS, ROW_MATES, REGULAR = 10, 0.9, 2, 0.1
 STAND_OUT, MANY, CORE = 10.0, 100, 0.2
 FEW, SEVERAL = 30, 4
 # Ink that stands out only from the paper's grain, not from its spread, is kept when the paper is squared: the
@@ -303,7 +310,7 @@ def _noise(labels: np.ndarray, area: np.ndarray, inked: np.ndarray, keep: np.nda
     noise and not writing, or None."""
     kept = area[keep]
     pieces = _pieces_to_cover(kept, FOUR_FIFTHS)
-    if pieces >= SCATTERED:
+    if pieces >= SCATTERED and not _in_rows(labels, area, keep, pieces):
         return f"noise: the ink is scattered specks (its {pieces} largest make up only 80 % of it), not writing"
     specks = area[inked & ~keep & (area >= 3)]
     if specks.size < FEW or not kept.size:
@@ -317,6 +324,32 @@ def _noise(labels: np.ndarray, area: np.ndarray, inked: np.ndarray, keep: np.nda
     if np.count_nonzero(ndimage.binary_erosion(mask)) < CORE * np.count_nonzero(mask):
         return f"noise: {specks.size} specks and threads of ink a pixel wide, not strokes"
     return None
+
+
+def _in_rows(labels: np.ndarray, area: np.ndarray, keep: np.ndarray, pieces: int) -> bool:
+    """Whether the `pieces` largest kept components are writing set out in rows (see ROW_TALL): tall enough,
+    not repeating at one step, and nearly all level with at least ROW_MATES of the others (their vertical
+    spans cross its mid-height)."""
+    largest = np.flatnonzero(keep)[np.argsort(area[keep])[::-1][:pieces]]
+    boxes = ndimage.find_objects(labels, max_label=int(largest.max()))
+    top = np.array([boxes[k - 1][0].start for k in largest])
+    bottom = np.array([boxes[k - 1][0].stop for k in largest])
+    if np.median(bottom - top) < ROW_TALL:
+        return False
+    if _repeats(np.array([boxes[k - 1][1].start for k in largest])) or _repeats(top):
+        return False
+    mid = (top + bottom) / 2
+    mates = ((top[None, :] <= mid[:, None]) & (mid[:, None] < bottom[None, :])).sum(1) - 1
+    return np.count_nonzero(mates >= ROW_MATES) >= IN_ROWS * pieces
+
+
+def _repeats(edges: np.ndarray) -> bool:
+    """Whether edges follow each other at one step (within REGULAR of it), as a printed pattern's do."""
+    steps = np.diff(np.sort(edges))
+    steps = steps[steps > 0]
+    if steps.size < 3 or np.median(steps) < 3:  # a pixel or two apart: the jitter of a line's tops, not a period
+        return False
+    return np.quantile(steps, 0.9) - np.quantile(steps, 0.1) <= REGULAR * np.median(steps)
 
 
 def _pieces_to_cover(areas: np.ndarray, share: float) -> int:
