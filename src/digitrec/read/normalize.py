@@ -2,8 +2,8 @@
 
 `preprocess` finds the ink (polarity, uneven background, threshold, the paper's ruled lines and boxes,
 specks) at a working size of at most `WORK_SIDE` pixels a side (a long strip: more, see `image._fit`);
-`to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest side scaled to 20 px (antialiased), the centre of mass put at the centre
-of a 28x28 field, white ink on black in [0, 1].
+`to_mnist` frames a box of it by MNIST's own recipe (`digitrec.data.frame`): the longest side scaled to
+20 px (antialiased), the centre of mass put at the centre of a 28x28 field, white ink on black in [0, 1].
 """
 from __future__ import annotations
 
