@@ -223,3 +223,21 @@ def test_a_pil_image_closed_before_loading_is_a_clear_error(tmp_path: Path) -> N
 def test_images_a_pixel_or_two_thin_are_blank_not_an_error(shape: tuple[int, int]) -> None:
     ink, mask = preprocess(np.zeros(shape, np.uint8))
     assert ink.shape == shape and not mask.any()
+
+
+def test_eps_says_it_needs_ghostscript_when_there_is_none(tmp_path: Path, monkeypatch) -> None:
+    # Pillow draws EPS through Ghostscript; without it the file was called "truncated or corrupt".
+    import shutil
+
+    from PIL import EpsImagePlugin
+
+    page = Image.new("L", (100, 100), 255)
+    ImageDraw.Draw(page).ellipse((20, 20, 80, 80), outline=0, width=8)
+    path = tmp_path / "ring.eps"
+    page.save(path, "EPS")
+    if shutil.which("gs"):
+        assert decode(path).gray.shape == (100, 100)
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", False)  # as on a machine without Ghostscript
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: False)
+    with pytest.raises(DigitrecError, match=r"ring\.eps: EPS needs Ghostscript.*convert the file to PNG"):
+        decode(path)

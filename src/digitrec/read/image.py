@@ -132,8 +132,16 @@ def _from_pil(img: Image.Image, label: str, max_side: int | None, owned: bool = 
             img = img.convert("LA" if img.mode == "La" else "RGB")
         gray, alpha = _pil_to_arrays(img, max_side)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DigitrecError(f"{label}: truncated or corrupt image ({e})") from None
+        raise _unreadable(img, label, e) from None
     return Decoded(_flatten_alpha(gray, alpha), (h, w), _transparent(alpha))
+
+
+def _unreadable(img: Image.Image, label: str, error: Exception) -> DigitrecError:
+    """The error for an image Pillow recognised but could not load: corrupt, or (EPS) a renderer missing."""
+    if img.format == "EPS" and "ghostscript" in str(error).lower():
+        return DigitrecError(f"{label}: EPS needs Ghostscript to be drawn, and the `gs` program was not found; "
+                             "install Ghostscript (Debian: apt install ghostscript) or convert the file to PNG")
+    return DigitrecError(f"{label}: truncated or corrupt image ({error})")
 
 
 def _closed(img: Image.Image) -> bool:
