@@ -46,6 +46,38 @@ def test_a_grid_goes() -> None:
     assert out[digit].mean() > 0.97 and (out & ~digit).sum() < 0.03 * digit.sum()
 
 
+def _squared_paper(shape: tuple[int, int], step: int, rng: np.random.Generator) -> np.ndarray:
+    """Grid lines every `step` px, 2-4 px thick along their length, each with a gap of 3-5 px in the printing."""
+    page = np.zeros(shape, bool)
+    for horizontal in (True, False):
+        m = page if horizontal else page.T
+        for at in range(10, m.shape[0] - 10, step):
+            for x in range(m.shape[1]):
+                m[at: at + (2 if x % 23 < 15 else 4), x] = True
+            for gap in rng.integers(0, m.shape[1] - 5, 1):
+                m[at: at + 4, gap: gap + int(rng.integers(3, 6))] = False
+    return page
+
+
+def test_squared_paper_goes_even_where_a_bold_digit_cuts_its_lines() -> None:
+    # A bold digit across several squares, as in the forms set: the lines' pieces between the digit and the
+    # paper's edge, and lines broken for more than GAP pixels, were too short to be rules; left in, they joined
+    # the digit or were read as more digits. (Not yet: a thinner digit on squares of 30 px, 260x300, whose
+    # broken lines leave both pieces under half the page: no rule is found at all.)
+    shape = (218, 257)
+    digit = np.zeros(shape, bool)
+    _digit(digit, 60, 60, 120, 22)
+    out = remove_rules(digit | _squared_paper(shape, 41, np.random.default_rng(0)))
+    assert out[digit].mean() > 0.97
+    assert (out & ~digit).sum() < 0.02 * digit.sum()
+
+
+def test_unevenly_spaced_rules_of_a_form_are_not_taken_for_squared_paper() -> None:
+    assert rules._period([rules.Segment(True, y, y + 3, 0, 100) for y in (10, 40, 55, 120)]) is None
+    first, step = rules._period([rules.Segment(True, y, y + 3, 0, 100) for y in (10, 40, 70, 130)])
+    assert first == pytest.approx(11.5) and step == pytest.approx(30)  # the line at 100 was missed
+
+
 def _frame(mask: np.ndarray, top: int, left: int, bottom: int, right: int, width: int) -> None:
     """A rectangle's outline, `width` px thick, drawn into `mask` over rows [top, bottom) and columns [left, right)."""
     mask[top: top + width, left:right] = mask[bottom - width: bottom, left:right] = True
@@ -116,10 +148,12 @@ def test_a_texture_of_many_straight_runs_is_not_searched_for_boxes(monkeypatch) 
 
 
 @pytest.mark.parametrize("name, truth", [("ruled_0.jpg", "0"), ("grid_8.jpg", "8"), ("box_1.jpg", "1"),
-                                         ("box_5.jpg", "5"), ("box_bold_1.png", "1")])
+                                         ("box_5.jpg", "5"), ("box_bold_1.png", "1"), ("grid_3.jpg", "3"),
+                                         ("grid_5.jpg", "5"), ("grid_bold_8.jpg", "8")])
 def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     # Development forms (read_sets.py --only forms --seed 12345) that were misread before rules were removed:
-    # the box's side read as a 1 beside the digit, ruled and grid lines joined into its strokes.
+    # the box's side read as a 1 beside the digit, ruled and grid lines joined into its strokes. The last three
+    # (2026-12-06) lost their grid only in part: lines broken by the printing or cut by a bold digit.
     from digitrec.read.recognizer import Recognizer
 
     assert Recognizer.load().read(DATA / name).digits == truth

@@ -29,6 +29,8 @@ MIN_INSIDE = 1.0  # a box holds at least this many ink pixels per row of its ins
 MAX_SIDES = 64  # more straight runs than this in either direction are a texture, not boxes (the search is cubic)
 CORNER = 4  # pixels: how near a box's sides come to its top's and bottom's ends
 MIN_PAST = 3  # pixels: the least reach past the rest at each end
+COVER = 0.75  # pieces of ink in the same rows that cover this fraction of their span are one rule, broken
+GRID_MIN = 3  # rules of one direction evenly spaced that make out the lines of squared or lined paper
 GAP = 2  # gaps of up to this many pixels along a rule (faint or broken printing) do not break it
 TILT = 1  # rows either side a horizontal run may wander into (columns, for vertical ones): rules shot askew
 SPECK = 0.1  # pieces of the rest under this fraction of its largest piece do not count for its extent
@@ -62,9 +64,55 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
     out = _remove(out, True, found, longs, rows, cols)
     n = len(found)
     out = _remove(out, False, found, longs, *((rows, cols) if out is before else ()))
-    if len(found) > n:
-        out = _remove(out, True, found, longs)
+    if len(found) > n:  # squared paper: its horizontal lines need not be much longer than the digit is tall
+        squared = _period([seg for seg in found if not seg.horizontal]) is not None
+        out = _remove(out, True, found, longs, squared=squared)
+    lines = {h: [seg for seg in found if seg.horizontal == h] for h in (True, False)}
+    periods = {h: _period(lines[h]) for h in (True, False)}
+    for h in (True, False):
+        period = periods[h]
+        if period is None and periods[not h] is not None and lines[h]:  # squared: the same step both ways
+            period = ((lines[h][0].y0 + lines[h][0].y1) / 2, periods[not h][1])
+        if period is not None:
+            out = _clear_bands(out, period, max(seg.y1 - seg.y0 for seg in lines[h] or lines[not h]), h)
     return mask if out is ink else _paste(mask, out, y0, x0)
+
+
+def _period(rules: list[Segment]) -> tuple[float, float] | None:
+    """(first, step) of the lines of squared or lined paper when GRID_MIN or more `rules` of one direction lie
+    evenly spaced (some lines perhaps missed), fitted by least squares so the step holds across the page; None
+    when they do not (the rules of a form)."""
+    if len(rules) < GRID_MIN:
+        return None
+    ys = np.sort([(r.y0 + r.y1) / 2 for r in rules])
+    centres = np.array([part.mean() for part in np.split(ys, np.flatnonzero(np.diff(ys) > CORNER) + 1)])
+    if centres.size < GRID_MIN:
+        return None
+    steps = np.diff(centres)
+    step = float(steps.min())  # lines missed make some steps multiples of it
+    if step < 4 or np.any(np.abs(steps - step * np.round(steps / step)) > CORNER / 2):
+        return None
+    k = np.round((centres - centres[0]) / step)
+    step, first = np.polyfit(k, centres, 1)
+    return float(first), float(step)
+
+
+def _clear_bands(mask: np.ndarray, period: tuple[float, float], deep: int, horizontal: bool) -> np.ndarray:
+    """`mask` without the thin ink along every line of squared or lined paper, lines `period` = (first, step)
+    apart in bands `deep` rows deep (the rules' thickness and tilt): where a bold digit crosses a grid line, the
+    line's pieces between the digit and the paper's edge are too short to be found as rules, and would be read
+    as strokes of the digit. Only ink no thicker across the band than the band itself goes."""
+    first, step = period
+    m = mask if horizontal else mask.T
+    thin = run_lengths(m.T).T <= deep  # a rule's own thickness varies along it: up to its band's depth
+    band = np.zeros(m.shape[0], bool)
+    for c in np.arange(first % step, m.shape[0], step):
+        band[max(0, round(c - deep / 2)): round(c + deep / 2) + 1] = True
+    drop = thin & band[:, None]
+    if not drop.any():
+        return mask
+    kept = m & ~drop
+    return kept if horizontal else kept.T
 
 
 def _paste(mask: np.ndarray, part: np.ndarray, y0: int, x0: int) -> np.ndarray:
@@ -194,9 +242,11 @@ def _candidates(m: np.ndarray, long: int, deep: float = THIN, spans: np.ndarray 
 
 
 def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tuple[int, int],
-            rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+            rows: np.ndarray | None = None, cols: np.ndarray | None = None, squared: bool = False) -> np.ndarray:
     """`mask` without the rules of one direction (rows when `horizontal`, else columns); adds them to `found`.
-    `longs`: the least lengths of horizontal and vertical rules; `rows` and `cols`: their candidates, if known."""
+    `longs`: the least lengths of horizontal and vertical rules; `rows` and `cols`: their candidates, if known;
+    `squared`: the paper is squared (its vertical lines are evenly spaced), so horizontal rules need not be
+    ACROSS times as long as the rest is tall."""
     m = mask if horizontal else mask.T
     rows = _candidates(mask, longs[0]) if rows is None else rows
     cols = _candidates(mask.T, longs[1]).T if cols is None else cols
@@ -206,7 +256,10 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     thick = np.zeros(m.shape, np.int32)  # how thick the ink is across the rule, in the columns rules cross
     crossed = along.any(axis=0)
     thick[:, crossed] = run_lengths(m[:, crossed].T).T
-    rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1)
+    band = np.zeros(m.shape, bool)  # the rows and columns that the candidates run along: where rules lie
+    band[along.any(axis=1)] = True
+    band[:, across.any(axis=0)] = True
+    rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1, dilate(band))
     if rest is None:
         return mask
     (r0, r1, c0, c1), inside = rest
@@ -215,11 +268,13 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     rule = np.zeros(n + 1, bool)
     past = max(MIN_PAST, PAST * (c1 - c0))
     ends = [seg for seg in found if seg.horizontal != horizontal]
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        seg = Segment(horizontal, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
-        reaches = (seg.x0 <= c0 - past and seg.x1 >= c1 + past
-                   and (not horizontal or seg.length >= ACROSS * (r1 - r0)))
-        if not (reaches or seg.boxed(ends)) or any(seg.same(f) for f in found):
+    slices = ndimage.find_objects(labels)
+    segs = [Segment(horizontal, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in slices]
+    lines = _collinear(segs)
+    for i, (seg, sl) in enumerate(zip(segs, slices), start=1):
+        if not any(line.x0 <= c0 - past and line.x1 >= c1 + past
+                   and (not horizontal or squared or line.length >= ACROSS * (r1 - r0)) for line in (seg, lines[i - 1])) \
+                and not seg.boxed(ends) or any(seg.same(f) for f in found):
             continue
         width = _mode(thick[sl][labels[sl] == i])
         if width > THIN * seg.length:
@@ -234,6 +289,32 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     drop = lines & (thick <= _mode(thick[lines]) + 1)
     kept = m & ~drop
     return kept if horizontal else kept.T
+
+
+def _collinear(segs: list[Segment]) -> list[Segment]:
+    """For each segment, the line it is part of: the span of the segments in the same rows (their row ranges
+    overlapping) when they cover COVER of it, else the segment itself. A grid's rule is cut into segments where
+    the printing breaks for more than GAP pixels or a bold stroke crosses it; whole, it reaches past the digit."""
+    out = list(segs)
+    order = sorted(range(len(segs)), key=lambda k: segs[k].y0)
+    start = 0
+    while start < len(order):
+        end, bottom = start + 1, segs[order[start]].y1
+        while end < len(order) and segs[order[end]].y0 < bottom:
+            bottom = max(bottom, segs[order[end]].y1)
+            end += 1
+        group = [segs[k] for k in order[start:end]]
+        if len(group) > 1:
+            line = Segment(group[0].horizontal, min(g.y0 for g in group), bottom,
+                           min(g.x0 for g in group), max(g.x1 for g in group))
+            covered = np.zeros(line.length, bool)
+            for g in group:
+                covered[g.x0 - line.x0:g.x1 - line.x0] = True
+            if np.count_nonzero(covered) >= COVER * line.length:
+                for k in order[start:end]:
+                    out[k] = line
+        start = end
+    return out
 
 
 @dataclass(frozen=True)
@@ -271,24 +352,30 @@ def _mode(values: np.ndarray) -> int:
     return int(np.argmax(np.bincount(values)))
 
 
-def _rest(m: np.ndarray, fragment: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+def _rest(m: np.ndarray, fragment: int, band: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """What is left when the rule candidates are taken out: the rows and columns [r0, r1) x [c0, c1) it spans
     and its pixels; None when empty.
 
-    Specks do not count, nor pieces no thicker than `fragment` pixels: the short ends and broken bits of rules.
+    Specks do not count, nor pieces no thicker than `fragment` pixels, nor pieces wholly inside `band` (the
+    rows and columns the candidates run along): the short ends and broken bits of rules, and on squared
+    paper the crosses and corners of grid lines that a bold digit or a break in the printing cut off.
     """
     labels, n = ndimage.label(m, EIGHT)
     if n == 0:
         return None
     area = np.bincount(labels.ravel(), minlength=n + 1)
     area[0] = 0
-    keep = area >= SPECK * area.max()
+    keep = (area >= SPECK * area.max()) & (np.bincount(labels[~band], minlength=n + 1) > 0)
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         keep[i] &= min(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) > fragment
     if not keep[1:].any():
         return None
     inside = keep[labels]
-    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    # its extent leaves out rules' thin tails in the band still joined to a digit that a rule crosses
+    span = inside & ~(band & (np.minimum(run_lengths(inside), run_lengths(inside.T).T) <= fragment - 2 * TILT))
+    if not span.any():
+        span = inside
+    rows, cols = np.flatnonzero(span.any(1)), np.flatnonzero(span.any(0))
     return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1), inside
 
 
