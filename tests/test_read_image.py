@@ -241,3 +241,15 @@ def test_eps_says_it_needs_ghostscript_when_there_is_none(tmp_path: Path, monkey
     monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: False)
     with pytest.raises(DigitrecError, match=r"ring\.eps: EPS needs Ghostscript.*convert the file to PNG"):
         decode(path)
+
+
+@pytest.mark.parametrize("top", [1.03, 1.5, 2.0])
+def test_a_float_image_a_little_past_one_is_still_zero_to_one(top: float) -> None:
+    # A [0, 1] image that a bicubic resize overshot (1.03) or a brightening pushed past 1 was taken for 0-255
+    # and divided by 255: a black page, read as blank.
+    image = REFERENCE.copy()
+    image[0, 0] = top
+    gray = load_image(image)
+    assert gray[0, 0] == 1.0
+    np.testing.assert_allclose(gray.ravel()[1:], REFERENCE.ravel()[1:], atol=1e-6)
+    np.testing.assert_allclose(load_image(REFERENCE * 255), REFERENCE, atol=1e-6)  # 0-255 floats as before

@@ -21,6 +21,7 @@ from digitrec.errors import DigitrecError
 MAX_PIXELS = 40_000_000  # decompression-bomb guard: refuse anything larger instead of decoding it
 WORK_SIDE = 1000  # preprocessing works on at most this many pixels along the longest side...
 STRIP = 8  # ...but a strip (a long number cut tight) keeps WORK_SIDE / STRIP px across, up to STRIP times longer
+FLOAT_OVER = 2.0  # float images whose top is at most this are [0, 1] (overshot), above it 0-255
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, the weights Pillow's convert("L") uses
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -198,7 +199,7 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
 
 def _scale_values(arr: np.ndarray) -> np.ndarray:
     """Any real array to float32 in [0, 1]. Integers by the fewest bits that hold them (8, or 10, 12, 16 ... for
-    a deep scan); floats as [0, 1] or [0, 255] by their top; values below zero (a standardised tensor, such as
+    a deep scan); floats as [0, 1] (top at most FLOAT_OVER) or [0, 255] by their top; values below zero (a standardised tensor, such as
     MNIST's (x - 0.1307) / 0.3081) stretched from their own least to their greatest."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
@@ -210,7 +211,9 @@ def _scale_values(arr: np.ndarray) -> np.ndarray:
         return (values - low) / max(top - low, 1e-6)
     if arr.dtype.kind in "ui":
         return np.clip(values / (255.0 if top <= 255 else float(2 ** int(np.ceil(np.log2(top + 1))) - 1)), 0, 1)
-    return np.clip(values / (255.0 if 1.0 < top <= 255.0 else max(top, 1.0)), 0, 1)
+    if top <= FLOAT_OVER:  # [0, 1], perhaps overshot by a resize (1.03) or brightened past 1: not a black 0-255 page
+        return np.clip(values, 0, 1)
+    return np.clip(values / (255.0 if top <= 255.0 else top), 0, 1)
 
 
 def _transparent(alpha: np.ndarray | None) -> bool:
