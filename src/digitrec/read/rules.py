@@ -97,18 +97,23 @@ def _period(rules: list[Segment]) -> tuple[float, float] | None:
     return float(first), float(step)
 
 
+def _band_rows(height: int, period: tuple[float, float], deep: int) -> np.ndarray:
+    """Which of `height` rows lie in the bands, `deep` rows deep, of lines `period` = (first, step) apart."""
+    first, step = period
+    band = np.zeros(height, bool)
+    for c in np.arange(first % step, height, step):
+        band[max(0, round(c - deep / 2)): round(c + deep / 2) + 1] = True
+    return band
+
+
 def _clear_bands(mask: np.ndarray, period: tuple[float, float], deep: int, horizontal: bool) -> np.ndarray:
     """`mask` without the thin ink along every line of squared or lined paper, lines `period` = (first, step)
     apart in bands `deep` rows deep (the rules' thickness and tilt): where a bold digit crosses a grid line, the
     line's pieces between the digit and the paper's edge are too short to be found as rules, and would be read
     as strokes of the digit. Only ink no thicker across the band than the band itself goes."""
-    first, step = period
     m = mask if horizontal else mask.T
     thin = run_lengths(m.T).T <= deep  # a rule's own thickness varies along it: up to its band's depth
-    band = np.zeros(m.shape[0], bool)
-    for c in np.arange(first % step, m.shape[0], step):
-        band[max(0, round(c - deep / 2)): round(c + deep / 2) + 1] = True
-    drop = thin & band[:, None]
+    drop = thin & _band_rows(m.shape[0], period, deep)[:, None]
     if not drop.any():
         return mask
     kept = m & ~drop
@@ -256,20 +261,23 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     thick = np.zeros(m.shape, np.int32)  # how thick the ink is across the rule, in the columns rules cross
     crossed = along.any(axis=0)
     thick[:, crossed] = run_lengths(m[:, crossed].T).T
-    band = np.zeros(m.shape, bool)  # the rows and columns that the candidates run along: where rules lie
+    labels, n = ndimage.label(along, EIGHT)
+    slices = ndimage.find_objects(labels)
+    segs = [Segment(horizontal, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in slices]
+    band = np.zeros(m.shape, bool)  # the rows and columns that the candidates run along: where rules lie...
     band[along.any(axis=1)] = True
     band[:, across.any(axis=0)] = True
+    period = _period(segs)
+    if period is not None:  # ...and on lined or squared paper every line of their spacing (those a digit hides)
+        band[_band_rows(m.shape[0], period, max(seg.y1 - seg.y0 for seg in segs))] = True
     rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1, dilate(band))
     if rest is None:
         return mask
     (r0, r1, c0, c1), inside = rest
     stroke: float | None = None
-    labels, n = ndimage.label(along, EIGHT)
     rule = np.zeros(n + 1, bool)
     past = max(MIN_PAST, PAST * (c1 - c0))
     ends = [seg for seg in found if seg.horizontal != horizontal]
-    slices = ndimage.find_objects(labels)
-    segs = [Segment(horizontal, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in slices]
     lines = _collinear(segs)
     for i, (seg, sl) in enumerate(zip(segs, slices), start=1):
         if not any(line.x0 <= c0 - past and line.x1 >= c1 + past
