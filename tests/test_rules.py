@@ -182,3 +182,19 @@ def test_a_canvas_export_is_not_searched_for_rules() -> None:
     assert decode(canvas.getvalue()).transparent and not decode(paper.getvalue()).transparent
     assert preprocess(canvas.getvalue())[1][21, 100]  # the drawn frame is still ink
     assert not preprocess(paper.getvalue())[1][21, 100]  # the printed one is not
+
+
+def test_ruled_lines_across_a_tall_narrow_digit_go() -> None:
+    # A horizontal rule must be 1.5 times as long as the digit is tall (a 7's bar, a 2's foot is not a rule),
+    # so the ruled lines across a tall 1 on a narrow page stayed and the 1 read as "11" or "125". Lines that
+    # are evenly spaced are ruled paper, whatever the digit's height.
+    digit = np.zeros((160, 150), bool)
+    digit[20:140, 70:80] = True
+    page = digit.copy()
+    for row in (30, 75, 120):
+        page[row: row + 2] = True
+    out = remove_rules(page)
+    assert out[digit].all() and not (out & ~digit).any()
+    two = digit.copy()
+    two[[30, 31, 120, 121]] = True  # two lines are not yet a ruling: kept, as the digit's own strokes would be
+    assert remove_rules(two)[two].all()

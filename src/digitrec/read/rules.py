@@ -251,7 +251,7 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     """`mask` without the rules of one direction (rows when `horizontal`, else columns); adds them to `found`.
     `longs`: the least lengths of horizontal and vertical rules; `rows` and `cols`: their candidates, if known;
     `squared`: the paper is squared (its vertical lines are evenly spaced), so horizontal rules need not be
-    ACROSS times as long as the rest is tall."""
+    ACROSS times as long as the rest is tall; nor need they when the candidates themselves are evenly spaced."""
     m = mask if horizontal else mask.T
     rows = _candidates(mask, longs[0]) if rows is None else rows
     cols = _candidates(mask.T, longs[1]).T if cols is None else cols
@@ -270,6 +270,7 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     period = _period(segs)
     if period is not None:  # ...and on lined or squared paper every line of their spacing (those a digit hides)
         band[_band_rows(m.shape[0], period, max(seg.y1 - seg.y0 for seg in segs))] = True
+    paper = squared or period is not None  # lined or squared paper: rules need not be long beside the digit
     rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1, dilate(band))
     if rest is None:
         return mask
@@ -281,7 +282,7 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     lines = _collinear(segs)
     for i, (seg, sl) in enumerate(zip(segs, slices), start=1):
         if not any(line.x0 <= c0 - past and line.x1 >= c1 + past
-                   and (not horizontal or squared or line.length >= ACROSS * (r1 - r0)) for line in (seg, lines[i - 1])) \
+                   and (not horizontal or paper or line.length >= ACROSS * (r1 - r0)) for line in (seg, lines[i - 1])) \
                 and not seg.boxed(ends) or any(seg.same(f) for f in found):
             continue
         width = _mode(thick[sl][labels[sl] == i])
