@@ -198,3 +198,17 @@ def test_ruled_lines_across_a_tall_narrow_digit_go() -> None:
     two = digit.copy()
     two[[30, 31, 120, 121]] = True  # two lines are not yet a ruling: kept, as the digit's own strokes would be
     assert remove_rules(two)[two].all()
+
+
+def test_a_1_drawn_along_a_grid_line_keeps_the_grid_from_staying() -> None:
+    # The 1's ink lies on a vertical rule's candidates; cut out with them it left slivers too thin to be "the
+    # rest" of the ink, so no rule reached past anything and the whole grid stayed (the 1 was turned away as
+    # a sign). The ink thicker than the rules is the rest then.
+    digit = np.zeros((150, 110), bool)
+    digit[45:110, 46:54] = True
+    page = digit.copy()
+    page[:, 49:51] = True
+    page[:, 9:11] = page[:, 29:31] = page[:, 69:71] = page[:, 89:91] = True
+    page[10::20] = page[11::20] = True
+    out = remove_rules(page)
+    assert out[digit].all() and (out & ~digit).sum() < 0.05 * digit.sum()

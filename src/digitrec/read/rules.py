@@ -271,7 +271,11 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     if period is not None:  # ...and on lined or squared paper every line of their spacing (those a digit hides)
         band[_band_rows(m.shape[0], period, max(seg.y1 - seg.y0 for seg in segs))] = True
     paper = squared or period is not None  # lined or squared paper: rules need not be long beside the digit
-    rest = _rest(m & ~dilate(along | across), _mode(thick[along]) + 2 * TILT + 1, dilate(band))
+    fragment = _mode(thick[along]) + 2 * TILT + 1
+    rest = _rest(m & ~dilate(along | across), fragment, dilate(band))
+    if rest is None:  # all of the ink on candidates (a 1 along a grid line, split into slivers): the ink thicker
+        # than the rules is the rest
+        rest = _rest(m & (np.minimum(run_lengths(m), run_lengths(m.T).T) > fragment), 0, np.zeros_like(band))
     if rest is None:
         return mask
     (r0, r1, c0, c1), inside = rest
