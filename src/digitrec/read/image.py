@@ -37,7 +37,7 @@ class Decoded:
 
 
 def load_image(source: Any, name: str | None = None, *, max_side: int | None = None) -> np.ndarray:
-    """Grayscale float32 HxW in [0, 1] (1 = white) of `source`, shrunk to its working size for `max_side` if given."""
+    """Grayscale float32 HxW in [0, 1] (1 = white) of `source`, shrunk to the working size for `max_side`."""
     return decode(source, name, max_side=max_side).gray
 
 
@@ -199,8 +199,8 @@ def _from_array(arr: np.ndarray, label: str, max_side: int | None) -> Decoded:
 
 def _scale_values(arr: np.ndarray) -> np.ndarray:
     """Any real array to float32 in [0, 1]. Integers by the fewest bits that hold them (8, or 10, 12, 16 ... for
-    a deep scan); floats as [0, 1] (top at most FLOAT_OVER) or [0, 255] by their top; values below zero (a standardised tensor, such as
-    MNIST's (x - 0.1307) / 0.3081) stretched from their own least to their greatest."""
+    a deep scan); floats as [0, 1] (top at most FLOAT_OVER) or [0, 255] by their top; values below zero (a
+    standardised tensor, such as MNIST's (x - 0.1307) / 0.3081) stretched from their own least to their greatest."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype == np.uint8:

@@ -64,11 +64,12 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
     out = _remove(out, True, found, longs, rows, cols)
     n = len(found)
     out = _remove(out, False, found, longs, *((rows, cols) if out is before else ()))
+    verticals = [seg for seg in found if not seg.horizontal]
+    periods = {False: _period(verticals)}
     if len(found) > n:  # squared paper: its horizontal lines need not be much longer than the digit is tall
-        squared = _period([seg for seg in found if not seg.horizontal]) is not None
-        out = _remove(out, True, found, longs, squared=squared)
-    lines = {h: [seg for seg in found if seg.horizontal == h] for h in (True, False)}
-    periods = {h: _period(lines[h]) for h in (True, False)}
+        out = _remove(out, True, found, longs, squared=periods[False] is not None)
+    lines = {True: [seg for seg in found if seg.horizontal], False: verticals}
+    periods[True] = _period(lines[True])
     for h in (True, False):
         period = periods[h]
         if period is None and periods[not h] is not None and lines[h]:  # squared: the same step both ways
@@ -275,7 +276,7 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     rest = _rest(m & ~dilate(along | across), fragment, dilate(band))
     if rest is None:  # all of the ink on candidates (a 1 along a grid line, split into slivers): the ink thicker
         # than the rules is the rest
-        rest = _rest(m & (np.minimum(run_lengths(m), run_lengths(m.T).T) > fragment), 0, np.zeros_like(band))
+        rest = _rest(m & (_thickness(m) > fragment), 0, np.zeros_like(band))
     if rest is None:
         return mask
     (r0, r1, c0, c1), inside = rest
@@ -283,11 +284,12 @@ def _remove(mask: np.ndarray, horizontal: bool, found: list[Segment], longs: tup
     rule = np.zeros(n + 1, bool)
     past = max(MIN_PAST, PAST * (c1 - c0))
     ends = [seg for seg in found if seg.horizontal != horizontal]
-    lines = _collinear(segs)
-    for i, (seg, sl) in enumerate(zip(segs, slices), start=1):
-        if not any(line.x0 <= c0 - past and line.x1 >= c1 + past
-                   and (not horizontal or paper or line.length >= ACROSS * (r1 - r0)) for line in (seg, lines[i - 1])) \
-                and not seg.boxed(ends) or any(seg.same(f) for f in found):
+    def reaches(line: Segment) -> bool:  # past the rest at both ends (and, horizontal, long beside it)
+        return (line.x0 <= c0 - past and line.x1 >= c1 + past
+                and (not horizontal or paper or line.length >= ACROSS * (r1 - r0)))
+
+    for i, (seg, line, sl) in enumerate(zip(segs, _collinear(segs), slices), start=1):
+        if not (reaches(seg) or reaches(line) or seg.boxed(ends)) or any(seg.same(f) for f in found):
             continue
         width = _mode(thick[sl][labels[sl] == i])
         if width > THIN * seg.length:
@@ -385,7 +387,8 @@ def _rest(m: np.ndarray, fragment: int, band: np.ndarray) -> tuple[tuple[int, in
         return None
     inside = keep[labels]
     # its extent leaves out rules' thin tails in the band still joined to a digit that a rule crosses
-    span = inside & ~(band & (np.minimum(run_lengths(inside), run_lengths(inside.T).T) <= fragment - 2 * TILT))
+    tails = inside & band
+    span = inside & ~(tails & (_thickness(inside) <= fragment - 2 * TILT)) if tails.any() else inside
     if not span.any():
         span = inside
     rows, cols = np.flatnonzero(span.any(1)), np.flatnonzero(span.any(0))
@@ -394,7 +397,12 @@ def _rest(m: np.ndarray, fragment: int, band: np.ndarray) -> tuple[tuple[int, in
 
 def _stroke(ink: np.ndarray) -> float:
     """The strokes' width: the median over the ink's pixels of the shorter run through each."""
-    return float(np.median(np.minimum(run_lengths(ink), run_lengths(ink.T).T)[ink]))
+    return float(np.median(_thickness(ink)[ink]))
+
+
+def _thickness(mask: np.ndarray) -> np.ndarray:
+    """For each pixel of `mask` the shorter of its horizontal and vertical runs: a stroke's or a rule's width."""
+    return np.minimum(run_lengths(mask), run_lengths(mask.T).T)
 
 
 def _bridge(m: np.ndarray) -> np.ndarray:
