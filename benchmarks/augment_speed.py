@@ -36,6 +36,8 @@ ALONE = {
     "blur": dict(blur_p=FULL.blur_p, blur_sigma=FULL.blur_sigma),
     "contrast": dict(contrast=FULL.contrast),
     "erase": dict(erase_p=FULL.erase_p),
+    "pen": dict(pen_p=0.2),  # the shipped model's second stage (configs/shipped-pen.yaml); not in FULL
+    "edge": dict(edge_p=0.3),
 }
 # Same work as the kornia pipeline below: affine + elastic + erasing.
 KORNIA_MATCH = dataclasses.replace(FULL, contrast=0.0, thickness_p=0.0, blur_p=0.0)

@@ -243,6 +243,46 @@ def test_thickness_dilates_or_erodes_each_picked_sample() -> None:
     assert 0.5 < untouched < 0.9
 
 
+def bar(batch: int, thickness: int) -> torch.Tensor:
+    """A horizontal bar of ink `thickness` px thick and 16 px long across the image centre."""
+    x = torch.zeros(batch, 1, 28, 28)
+    top = 14 - thickness // 2
+    x[:, :, top:top + thickness, 6:22] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("width", [1.0, 2.0, 3.5])
+@pytest.mark.parametrize("thickness", [2, 6])
+def test_pen_redraws_any_stroke_at_the_pen_width(width: float, thickness: int) -> None:
+    y = only(pen_p=1.0, pen_width=(width, width))(bar(4, thickness), gen())
+    across = y[:, 0, :, 10:18].sum(1)  # ink summed across the bar, away from its round ends
+    assert torch.allclose(across, torch.full_like(across, width), atol=0.35)
+    assert (y[:, 0, :, :4] == 0).all() and (y[:, 0, :, 24:] == 0).all()  # the pen stays on the stroke's path
+
+
+def test_pen_picks_samples_and_widths_per_sample() -> None:
+    x = digits(64)
+    y = only(pen_p=1.0, pen_width=(0.8, 3.5))(x, gen())
+    assert not (y == x).flatten(1).all(1).any()
+    assert y.sum((1, 2, 3)).unique().numel() > 48
+    partly = only(pen_p=0.3)(x, gen())
+    untouched = (partly == x).flatten(1).all(1).float().mean()
+    assert 0.5 < untouched < 0.9
+    empty = torch.zeros(3, 1, 28, 28)  # no stroke core to follow: kept as it is
+    assert (only(pen_p=1.0)(empty, gen()) == 0).all()
+
+
+def test_edge_hardens_soft_strokes_bolder_or_thinner_by_level() -> None:
+    soft = F.avg_pool2d(F.pad(bar(8, 3), (1, 1, 1, 1)), 3, 1)  # a 3 px bar with a scanner's soft ramp
+    bold = only(edge_p=1.0, edge_level=(0.05, 0.05))(soft, gen())
+    thin = only(edge_p=1.0, edge_level=(0.6, 0.6))(soft, gen())
+    across = (lambda y: y[:, 0, :, 10:18].sum(1))
+    assert (across(bold) > across(soft) + 0.3).all() and (across(thin) < across(soft) - 0.3).all()
+    assert ((bold > 0.02) & (bold < 0.98)).sum() < ((soft > 0.02) & (soft < 0.98)).sum()  # fewer grey pixels
+    partly = only(edge_p=0.3)(soft, gen())
+    assert 0 < (partly == soft).flatten(1).all(1).sum() < 8
+
+
 def test_blur_spreads_ink_without_losing_it() -> None:
     x = blob(32, radius=3.0)
     y = only(blur_p=1.0, blur_sigma=2.0)(x, gen())
@@ -298,7 +338,8 @@ def test_brightness_shifts_every_pixel_by_one_amount_per_sample() -> None:
     rotate=st.floats(0, 180), scale=st.floats(0, 0.9), translate=st.floats(0, 0.9), shear=st.floats(0, 80),
     elastic=st.floats(0, 10), elastic_sigma=st.floats(0.5, 20), elastic_p=st.floats(0, 1),
     contrast=st.floats(0, 1), brightness=st.floats(0, 1), thickness_p=st.floats(0, 1),
-    blur_p=st.floats(0, 1), blur_sigma=st.floats(0, 3), erase_p=st.floats(0, 1),
+    blur_p=st.floats(0, 1), blur_sigma=st.floats(0, 3), erase_p=st.floats(0, 1), pen_p=st.floats(0, 1),
+    edge_p=st.floats(0, 1),
     erase_lo=st.floats(0.001, 0.9), erase_span=st.floats(0, 1),
     batch=st.integers(1, 4), h=st.integers(4, 28), w=st.integers(4, 28), seed=st.integers(0, 2**31 - 1),
 )
@@ -348,6 +389,15 @@ def test_defaults_are_valid() -> None:
         ("erase_area", (0.1, 1.0), "0 < lo <= hi < 1"),
         ("erase_area", (0.1,), "pair"),
         ("erase_area", "ab", "pair"),
+        ("pen_p", 1.5, r"\[0, 1\]"),
+        ("pen_width", (0.0, 2.0), "0 < lo <= hi <= 6"),
+        ("pen_width", (3.0, 2.0), "0 < lo <= hi <= 6"),
+        ("pen_width", (1.0, 7.0), "0 < lo <= hi <= 6"),
+        ("pen_width", 2.0, "pair"),
+        ("edge_p", -0.5, r"\[0, 1\]"),
+        ("edge_level", (0.5, 0.2), "0 <= lo <= hi < 1"),
+        ("edge_level", (0.2, 1.0), "0 <= lo <= hi < 1"),
+        ("edge_level", "x", "pair"),
     ],
 )
 def test_validate_rejects_bad_values(field: str, value: object, expected: str) -> None:

@@ -174,6 +174,10 @@ _AUG_HELP = {
     "blur_sigma": "max blur sigma in pixels",
     "erase_p": "probability of erasing a random rectangle",
     "erase_area": "erased fraction of the image, min and max",
+    "pen_p": "probability of redrawing the strokes with a round pen of one width, as a drawing canvas does",
+    "pen_width": "that pen's width in pixels, min and max",
+    "edge_p": "probability of a pen's hard stroke edge: the ink cut at a level (low: bolder, high: thinner)",
+    "edge_level": "that level, min and max",
 }
 
 

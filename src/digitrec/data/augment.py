@@ -7,6 +7,7 @@ white ink on a black background as in MNIST.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -18,6 +19,8 @@ from digitrec.errors import DigitrecError
 __all__ = ["AugmentConfig", "Augment"]
 
 _MIN_SIGMA = 1e-3
+PEN_MAX = 6.0  # widest pen, in pixels
+EDGE_RAMP = (0.1, 0.4)  # ink levels over which a hard edge rises from paper to full ink
 
 
 @dataclass
@@ -39,6 +42,10 @@ class AugmentConfig:
     blur_sigma: float = 1.0  # max blur sigma in pixels
     erase_p: float = 0.0  # probability per sample of zeroing one rectangle
     erase_area: tuple[float, float] = (0.02, 0.15)  # range of the erased fraction of the image area
+    pen_p: float = 0.0  # probability per sample of redrawing the strokes with a round pen of one width
+    pen_width: tuple[float, float] = (0.8, 3.5)  # range of that pen's width in pixels (MNIST strokes: about 2-3)
+    edge_p: float = 0.0  # probability per sample of a hard stroke edge: the ink cut at a level, as a pen leaves it
+    edge_level: tuple[float, float] = (0.1, 0.5)  # range of that level (low: bolder strokes, high: thinner)
 
     def validate(self) -> None:
         """Raise DigitrecError naming the first field outside its valid range, so bad configs fail early."""
@@ -58,6 +65,8 @@ class AugmentConfig:
             "blur_p": (0.0, 1.0, True),
             "blur_sigma": (0.0, math.inf, False),
             "erase_p": (0.0, 1.0, True),
+            "pen_p": (0.0, 1.0, True),
+            "edge_p": (0.0, 1.0, True),
         }
         for name, (lo, hi, hi_inclusive) in ranges.items():
             value = _number(name, getattr(self, name))
@@ -73,6 +82,18 @@ class AugmentConfig:
         lo, hi = (_number("erase_area", v) for v in area)
         if not 0.0 < lo <= hi < 1.0:
             raise DigitrecError(f"augment.erase_area must satisfy 0 < lo <= hi < 1, got {list(area)!r}")
+        pen = self.pen_width
+        if isinstance(pen, (str, bytes)) or not hasattr(pen, "__len__") or len(pen) != 2:
+            raise DigitrecError(f"augment.pen_width must be a pair [lo, hi] of pixels, got {pen!r}")
+        lo, hi = (_number("pen_width", v) for v in pen)
+        if not 0.0 < lo <= hi <= PEN_MAX:
+            raise DigitrecError(f"augment.pen_width must satisfy 0 < lo <= hi <= {PEN_MAX:g} (pixels), got {list(pen)!r}")
+        level = self.edge_level
+        if isinstance(level, (str, bytes)) or not hasattr(level, "__len__") or len(level) != 2:
+            raise DigitrecError(f"augment.edge_level must be a pair [lo, hi] of ink levels, got {level!r}")
+        lo, hi = (_number("edge_level", v) for v in level)
+        if not 0.0 <= lo <= hi < 1.0:
+            raise DigitrecError(f"augment.edge_level must satisfy 0 <= lo <= hi < 1, got {list(level)!r}")
 
     def is_identity(self) -> bool:
         """True when no op would change an image, so Augment can return its input untouched."""
@@ -80,7 +101,7 @@ class AugmentConfig:
             self.rotate or self.scale or self.translate or self.shear
             or (self.elastic and self.elastic_p)
             or self.contrast or self.brightness or self.thickness_p
-            or (self.blur_p and self.blur_sigma) or self.erase_p
+            or (self.blur_p and self.blur_sigma) or self.erase_p or self.pen_p or self.edge_p
         )
 
 
@@ -122,6 +143,10 @@ class Augment:
         rand = _Sampler(x.shape[0], x.device, x.dtype, generator)
         out = x
         # Ops write in place once `out` is a tensor of our own: fresh 1-2 MB buffers cost page faults on CPU.
+        if cfg.pen_p:  # first: a pen draws the digit, then the page is turned, warped, inked
+            out = self._pen(out, rand)
+        if cfg.edge_p:
+            out = self._edge(out, rand)
         if cfg.rotate or cfg.scale or cfg.translate or cfg.shear or (cfg.elastic and cfg.elastic_p):
             out = self._geometry(out, rand)
         if cfg.thickness_p:
@@ -183,6 +208,37 @@ class Augment:
         sign = torch.where(rand.bernoulli(0.5), 1.0, -1.0).to(x.dtype)[:, None, None, None]
         out = _dilate3x3(x * sign).mul_(sign)
         return torch.where(picked, out, x, out=out)
+
+    def _pen(self, x: torch.Tensor, rand: _Sampler) -> torch.Tensor:
+        """Redraw the strokes of the samples picked by pen_p as a drawing canvas does, with a round pen of one
+        width (drawn from pen_width): the ink's one-pixel skeleton at twice the resolution, every pixel within
+        half the width of it inked (anti-aliased), averaged back down. An image with no stroke core is kept."""
+        b, c, h, w = x.shape
+        picked = rand.bernoulli(self.cfg.pen_p)
+        width = rand.uniform(*self.cfg.pen_width)
+        rows = picked.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return x
+        up = F.interpolate(x[rows], scale_factor=2, mode="bilinear", align_corners=False)
+        skeleton = _thin(up > 0.5)
+        dist = _distance_to(skeleton, math.ceil(self.cfg.pen_width[1] + 0.5))  # beyond: no ink at any width
+        half = width[rows][:, None, None, None]  # the pen's radius in half pixels equals its width in pixels
+        drawn = F.avg_pool2d((half + 0.5 - dist).clamp_(0.0, 1.0), 2)
+        drawn = torch.where(skeleton.flatten(1).any(1)[:, None, None, None], drawn, x[rows])
+        out = x.clone()
+        out[rows] = drawn
+        return out
+
+    def _edge(self, x: torch.Tensor, rand: _Sampler) -> torch.Tensor:
+        """Give the strokes of the samples picked by edge_p a pen's hard edge instead of a scanner's soft one: the
+        ink (at twice the resolution) cut at a level drawn from edge_level over a ramp of EDGE_RAMP, averaged
+        back down; a low level makes the stroke bolder, a high one thinner."""
+        picked = rand.bernoulli(self.cfg.edge_p)[:, None, None, None]
+        level = rand.uniform(*self.cfg.edge_level)[:, None, None, None]
+        ramp = rand.uniform(*EDGE_RAMP)[:, None, None, None]
+        up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        out = F.avg_pool2d(up.sub_(level).div_(ramp).clamp_(0.0, 1.0), 2)
+        return torch.where(picked, out, x)
 
     def _blur(self, x: torch.Tensor, rand: _Sampler) -> torch.Tensor:
         """Gaussian-blur the samples picked by blur_p, each with its own sigma in (0, blur_sigma]."""
@@ -246,6 +302,61 @@ def _dilate3x3(x: torch.Tensor) -> torch.Tensor:
     torch.maximum(r, p[..., :, 2:], out=r)
     out = torch.maximum(r[..., :-2, :], r[..., 1:-1, :])
     return torch.maximum(out, r[..., 2:, :], out=out)
+
+
+def _thin(mask: torch.Tensor) -> torch.Tensor:
+    """Zhang-Suen thinning of a boolean batch [B, C, H, W]: each image's one-pixel-wide skeleton. Each pass codes
+    every pixel's eight neighbours as a byte (one convolution) and looks up whether the pixel goes."""
+    b, c, h, w = mask.shape
+    img = mask.reshape(b * c, 1, h, w).float()
+    weights = _NEIGHBOUR_BITS.to(img.device, img.dtype)
+    steps = [t.to(img.device) for t in _deletable()]
+    while True:
+        changed = False
+        for deletable in steps:
+            code = F.conv2d(img, weights, padding=1).long()
+            drop = deletable[code] & (img > 0)
+            if drop.any():
+                img = img.masked_fill(drop, 0.0)
+                changed = True
+        if not changed:
+            return img.bool().reshape(b, c, h, w)
+
+
+# Bit k of a pixel's code is its neighbour P(k+2) of Zhang and Suen: clockwise from the one above.
+_NEIGHBOUR_BITS = torch.tensor([[128.0, 1.0, 2.0], [64.0, 0.0, 4.0], [32.0, 16.0, 8.0]])[None, None]
+
+
+@functools.lru_cache(maxsize=1)
+def _deletable() -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of the 256 neighbourhoods, whether Zhang-Suen's first and second sub-iteration delete the pixel."""
+    out = []
+    for step in (0, 1):
+        table = torch.zeros(256, dtype=torch.bool)
+        for code in range(256):
+            n = [(code >> k) & 1 for k in range(8)]
+            turns = sum(n[k] == 0 and n[(k + 1) % 8] == 1 for k in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            side = (p2 * p4 * p6 == 0 and p4 * p6 * p8 == 0) if step == 0 else (p2 * p4 * p8 == 0 and p2 * p6 * p8 == 0)
+            table[code] = 2 <= sum(n) <= 6 and turns == 1 and side
+        out.append(table)
+    return out[0], out[1]
+
+
+def _distance_to(mask: torch.Tensor, reach: int) -> torch.Tensor:
+    """Euclidean distance (pixels) from each pixel to the nearest True pixel of `mask` [B, C, H, W], exact up to
+    `reach`; farther pixels get reach + 1."""
+    h, w = mask.shape[-2:]
+    far = float(reach + 1)
+    dist = torch.full(mask.shape, far, device=mask.device)
+    p = F.pad(mask, (reach, reach, reach, reach))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            r = math.hypot(dy, dx)
+            if r <= reach:
+                hit = p[..., reach + dy: reach + dy + h, reach + dx: reach + dx + w]
+                dist = torch.where(hit, torch.clamp(dist, max=r), dist)
+    return dist
 
 
 class _Sampler:
