@@ -87,7 +87,8 @@ class AugmentConfig:
             raise DigitrecError(f"augment.pen_width must be a pair [lo, hi] of pixels, got {pen!r}")
         lo, hi = (_number("pen_width", v) for v in pen)
         if not 0.0 < lo <= hi <= PEN_MAX:
-            raise DigitrecError(f"augment.pen_width must satisfy 0 < lo <= hi <= {PEN_MAX:g} (pixels), got {list(pen)!r}")
+            raise DigitrecError(
+                f"augment.pen_width must satisfy 0 < lo <= hi <= {PEN_MAX:g} (pixels), got {list(pen)!r}")
         level = self.edge_level
         if isinstance(level, (str, bytes)) or not hasattr(level, "__len__") or len(level) != 2:
             raise DigitrecError(f"augment.edge_level must be a pair [lo, hi] of ink levels, got {level!r}")
