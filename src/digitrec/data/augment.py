@@ -76,25 +76,16 @@ class AugmentConfig:
         sigma = _number("elastic_sigma", self.elastic_sigma)
         if not 0.0 < sigma < math.inf:
             raise DigitrecError(f"augment.elastic_sigma must be a finite number > 0 (pixels), got {sigma!r}")
-        area = self.erase_area
-        if isinstance(area, (str, bytes)) or not hasattr(area, "__len__") or len(area) != 2:
-            raise DigitrecError(f"augment.erase_area must be a pair [lo, hi], got {area!r}")
-        lo, hi = (_number("erase_area", v) for v in area)
+        lo, hi = _pair("erase_area", self.erase_area)
         if not 0.0 < lo <= hi < 1.0:
-            raise DigitrecError(f"augment.erase_area must satisfy 0 < lo <= hi < 1, got {list(area)!r}")
-        pen = self.pen_width
-        if isinstance(pen, (str, bytes)) or not hasattr(pen, "__len__") or len(pen) != 2:
-            raise DigitrecError(f"augment.pen_width must be a pair [lo, hi] of pixels, got {pen!r}")
-        lo, hi = (_number("pen_width", v) for v in pen)
+            raise DigitrecError(f"augment.erase_area must satisfy 0 < lo <= hi < 1, got {list(self.erase_area)!r}")
+        lo, hi = _pair("pen_width", self.pen_width, " of pixels")
         if not 0.0 < lo <= hi <= PEN_MAX:
             raise DigitrecError(
-                f"augment.pen_width must satisfy 0 < lo <= hi <= {PEN_MAX:g} (pixels), got {list(pen)!r}")
-        level = self.edge_level
-        if isinstance(level, (str, bytes)) or not hasattr(level, "__len__") or len(level) != 2:
-            raise DigitrecError(f"augment.edge_level must be a pair [lo, hi] of ink levels, got {level!r}")
-        lo, hi = (_number("edge_level", v) for v in level)
+                f"augment.pen_width must satisfy 0 < lo <= hi <= {PEN_MAX:g} (pixels), got {list(self.pen_width)!r}")
+        lo, hi = _pair("edge_level", self.edge_level, " of ink levels")
         if not 0.0 <= lo <= hi < 1.0:
-            raise DigitrecError(f"augment.edge_level must satisfy 0 <= lo <= hi < 1, got {list(level)!r}")
+            raise DigitrecError(f"augment.edge_level must satisfy 0 <= lo <= hi < 1, got {list(self.edge_level)!r}")
 
     def is_identity(self) -> bool:
         """True when no op would change an image, so Augment can return its input untouched."""
@@ -104,6 +95,14 @@ class AugmentConfig:
             or self.contrast or self.brightness or self.thickness_p
             or (self.blur_p and self.blur_sigma) or self.erase_p or self.pen_p or self.edge_p
         )
+
+
+def _pair(name: str, value: object, unit: str = "") -> tuple[float, float]:
+    """`value` as a (lo, hi) pair of numbers, or a DigitrecError naming the field."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise DigitrecError(f"augment.{name} must be a pair [lo, hi]{unit}, got {value!r}")
+    lo, hi = (_number(name, v) for v in value)
+    return lo, hi
 
 
 def _number(name: str, value: object) -> float:
@@ -214,7 +213,6 @@ class Augment:
         """Redraw the strokes of the samples picked by pen_p as a drawing canvas does, with a round pen of one
         width (drawn from pen_width): the ink's one-pixel skeleton at twice the resolution, every pixel within
         half the width of it inked (anti-aliased), averaged back down. An image with no stroke core is kept."""
-        b, c, h, w = x.shape
         picked = rand.bernoulli(self.cfg.pen_p)
         width = rand.uniform(*self.cfg.pen_width)
         rows = picked.nonzero().squeeze(1)
