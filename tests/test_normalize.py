@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from digitrec.data.frame import BOX, FIELD, crop_to_mnist, stroke_width
 from digitrec.read.image import WORK_SIDE
-from digitrec.read.normalize import Ink, box_to_input, box_to_work, percentile_filter, preprocess, to_mnist
+from digitrec.read.normalize import (Ink, _periodicity, box_to_input, box_to_work, percentile_filter, preprocess,
+                                     to_mnist)
 
 GOLDEN = Path(__file__).parent / "data" / "read"
 
@@ -317,6 +318,14 @@ def test_blurred_noise_is_not_taken_for_squared_paper() -> None:
     gray = np.clip(128 + 60 * blotches / blotches.std(), 0, 255).astype(np.uint8)
     _, mask = preprocess(gray)
     assert not mask.any()
+
+
+def test_periodicity_tells_printed_lines_from_a_smooth_random_profile() -> None:
+    rng = np.random.default_rng(3)
+    lines = (np.arange(120) % 9 < 2) * 0.4 + rng.normal(0, 0.03, 120)  # a grid's row medians: lines every 9 px
+    smooth = ndimage.gaussian_filter1d(rng.normal(0, 1, 120), 6.0)  # blurred noise's
+    assert _periodicity(lines) > 0.6 and _periodicity(smooth) < 0.35
+    assert _periodicity(np.ones(50)) == 0.0 and _periodicity(lines[:10]) == 0.0
 
 
 def test_many_bars_at_one_step_are_still_noise_but_a_row_of_digit_like_pieces_is_not() -> None:

@@ -240,10 +240,20 @@ def _candidates(m: np.ndarray, long: int, deep: float = THIN, spans: np.ndarray 
     bridged = _spans(m) if spans is None else spans
     rows = np.flatnonzero(np.count_nonzero(bridged, axis=1) >= long)  # only these can hold so long a run
     out = np.zeros_like(m)
-    if rows.size:
-        out[rows] = m[rows] & _in_long_runs(bridged[rows], long)
-    # a band of rows this deep is a bold stroke, not a thin rule (whose band is its thickness and the tilt)
-    out[run_lengths(out.any(axis=1)[None])[0] > deep * long + 2 * TILT + 1] = False
+    if not rows.size:
+        return out
+    out[rows] = m[rows] & _in_long_runs(bridged[rows], long)
+    # A band of rows deeper than `deep` times its own length is a bold stroke, not a thin rule (whose band is its
+    # thickness and the tilt). Its own length, not the least a rule may have: on a small scan a rule printed 2 px
+    # thick, blurred and JPEG-compressed, takes 4-5 px of the mask, and runs the whole width.
+    banded = out.any(axis=1)
+    edges = np.flatnonzero(np.diff(banded.astype(np.int8), prepend=0, append=0))
+    if edges.size:
+        runs = np.zeros(m.shape[0], np.int64)
+        runs[rows] = run_lengths(out[rows]).max(axis=1)
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a > deep * max(long, int(runs[a:b].max())) + 2 * TILT + 1:
+                out[a:b] = False
     return out
 
 
