@@ -109,6 +109,17 @@ def test_a_box_around_a_digit_goes(shape: tuple[int, int], one: tuple[int, ...],
     assert np.array_equal(remove_rules(page), digit)
 
 
+def test_a_box_blurred_thicker_in_places_leaves_no_piece() -> None:
+    # Only the frame's commonest thickness (and a pixel more) is taken, so stretches that blur left 2 px thicker
+    # stayed, cut off from all else: a piece of the left side read as a 1 beside the digit ("2" read "12").
+    digit = np.zeros((180, 180), bool)
+    digit[50:130, 85:93] = True
+    page = digit.copy()
+    _frame(page, 10, 10, 170, 170, 2)
+    page[20:90, 10:14] = page[168:170, 60:110] = page[166:168, 60:110] = True  # 4 px thick for a while
+    assert np.array_equal(remove_rules(page), digit)
+
+
 def test_a_digits_loop_is_not_a_box() -> None:
     # a squared 0, and an 8 whose lower loop is squared: the loop is the digit, nothing apart sits inside it
     zero = np.zeros((100, 100), bool)

@@ -198,7 +198,13 @@ def _remove_boxes(m: np.ndarray, longs: tuple[int, int], spans: tuple[np.ndarray
     if sides.any():
         across = run_lengths(out)
         out = out & ~(sides & (across <= _mode(across[sides]) + 1))
-    return out
+    # Where blur left the frame a pixel thicker than its commonest thickness, a piece of it stayed, cut off from all
+    # else (left in, a side's piece reads as a 1 beside the digit): pieces lying wholly in the frame's band go.
+    labels, _ = ndimage.label(out, EIGHT)
+    band = dilate(drop)
+    outside = np.bincount(labels[~band], minlength=labels.max() + 1) > 0
+    outside[0] = True
+    return out & outside[labels]
 
 
 def run_lengths(mask: np.ndarray) -> np.ndarray:
