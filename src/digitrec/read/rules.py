@@ -200,11 +200,8 @@ def _remove_boxes(m: np.ndarray, longs: tuple[int, int], spans: tuple[np.ndarray
         out = out & ~(sides & (across <= _mode(across[sides]) + 1))
     # Where blur left the frame a pixel thicker than its commonest thickness, a piece of it stayed, cut off from all
     # else (left in, a side's piece reads as a 1 beside the digit): pieces lying wholly in the frame's band go.
-    labels, _ = ndimage.label(out, EIGHT)
-    band = dilate(drop)
-    outside = np.bincount(labels[~band], minlength=labels.max() + 1) > 0
-    outside[0] = True
-    return out & outside[labels]
+    labels, n = ndimage.label(out, EIGHT)
+    return out & _reaching_out(labels, n, dilate(drop))[labels]
 
 
 def run_lengths(mask: np.ndarray) -> np.ndarray:
@@ -248,7 +245,8 @@ def _candidates(m: np.ndarray, long: int, deep: float = THIN, spans: np.ndarray 
     out = np.zeros_like(m)
     if not rows.size:
         return out
-    out[rows] = m[rows] & _in_long_runs(bridged[rows], long)
+    inked = m[rows] & _in_long_runs(bridged[rows], long)
+    out[rows] = inked
     # A band of rows deeper than `deep` times its own length is a bold stroke, not a thin rule (whose band is its
     # thickness and the tilt). Its own length, not the least a rule may have: on a small scan a rule printed 2 px
     # thick, blurred and JPEG-compressed, takes 4-5 px of the mask, and runs the whole width.
@@ -256,7 +254,7 @@ def _candidates(m: np.ndarray, long: int, deep: float = THIN, spans: np.ndarray 
     edges = np.flatnonzero(np.diff(banded.astype(np.int8), prepend=0, append=0))
     if edges.size:
         runs = np.zeros(m.shape[0], np.int64)
-        runs[rows] = run_lengths(out[rows]).max(axis=1)
+        runs[rows] = run_lengths(inked).max(axis=1)
         for a, b in zip(edges[::2], edges[1::2]):
             if b - a > deep * max(long, int(runs[a:b].max())) + 2 * TILT + 1:
                 out[a:b] = False
@@ -396,7 +394,7 @@ def _rest(m: np.ndarray, fragment: int, band: np.ndarray) -> tuple[tuple[int, in
         return None
     area = np.bincount(labels.ravel(), minlength=n + 1)
     area[0] = 0
-    keep = (area >= SPECK * area.max()) & (np.bincount(labels[~band], minlength=n + 1) > 0)
+    keep = (area >= SPECK * area.max()) & _reaching_out(labels, n, band)
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         keep[i] &= min(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) > fragment
     if not keep[1:].any():
@@ -409,6 +407,11 @@ def _rest(m: np.ndarray, fragment: int, band: np.ndarray) -> tuple[tuple[int, in
         span = inside
     rows, cols = np.flatnonzero(span.any(1)), np.flatnonzero(span.any(0))
     return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1), inside
+
+
+def _reaching_out(labels: np.ndarray, n: int, band: np.ndarray) -> np.ndarray:
+    """For each of the `n` labels (and the background, 0), whether any of its pixels lies outside `band`."""
+    return np.bincount(labels[~band], minlength=n + 1) > 0
 
 
 def _stroke(ink: np.ndarray) -> float:
