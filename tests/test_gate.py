@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw, ImageFont
 from digitrec.data.fonts import render_font_glyphs
 from digitrec.data.mnist import Split, load_splits
 from digitrec.errors import DigitrecError
-from digitrec.read.gate import LetterGate
+from digitrec.read.gate import LetterGate, export_onnx, load_model
 from digitrec.read.recognizer import GATE_PIECES, Recognizer
-from digitrec.training.checkpoint import save_checkpoint
+from digitrec.training.checkpoint import save_checkpoint, shipped_weights
 from digitrec.training.gate import clutter, gate_scores, split_fonts, train_gate
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -82,14 +82,24 @@ def test_a_short_training_run_tells_letters_from_digits(tmp_path: Path, mnist_di
     gate = LetterGate.load(tmp_path / "gate.pt")
     assert gate.threshold == figures["threshold"]
     letters, _ = render_font_glyphs(split_fonts(fonts)[1], "AHKMNRWX", variants=2, seed=5)
-    letter_scores, digit_scores = gate.scores(letters.float().numpy() / 255), gate_scores(gate.model, val.images)
+    letter_scores, digit_scores = gate.scores(letters.float().numpy() / 255), gate_scores(load_model(gate.source)[0],
+                                                                                          val.images)
     assert float(np.median(letter_scores)) > float(np.median(digit_scores)) + 0.3
+    exported = LetterGate.load(export_onnx(tmp_path / "gate.pt", tmp_path / "gate.onnx"))
+    assert exported.threshold == gate.threshold and exported.meta["figures"] == figures
+    both = np.concatenate([letters.float().numpy() / 255, val.images[:64].float().numpy() / 255])
+    np.testing.assert_allclose(exported.scores(both), gate.scores(both), atol=1e-5)
+    assert exported.scores(both[:0]).shape == (0,)
 
 
 def test_a_checkpoint_that_is_not_a_gate_is_refused(tmp_path: Path) -> None:
     path = save_checkpoint({"model": {}}, tmp_path / "classifier.pt")
     with pytest.raises(DigitrecError, match="not a gate checkpoint"):
         LetterGate.load(path)
+    with pytest.raises(DigitrecError, match="not a letter gate's export"):
+        LetterGate.load(shipped_weights("default.onnx"))  # a digit classifier's export
+    with pytest.raises(DigitrecError, match="no such file"):
+        LetterGate.load(tmp_path / "gate.onnx")
 
 
 class _StubGate:
@@ -163,9 +173,12 @@ def test_predict_prints_the_gates_reason_and_gate_none_reads_a_digit(tmp_path: P
     assert proc.returncode == 2 and "nope.pt" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_the_shipped_gate_is_small_and_carries_the_figures_of_its_training() -> None:
+def test_the_shipped_gate_is_small_and_carries_the_figures_of_its_training(mnist_dir: Path) -> None:
     gate = LetterGate.load()
-    assert sum(p.numel() for p in gate.model.parameters()) < 100_000
-    meta = torch.load(gate.source, weights_only=True)["gate"]
-    assert meta["threshold"] == gate.threshold == meta["figures"]["threshold"]
+    assert gate.source.endswith("gate.onnx")  # the reader runs the export
+    model, meta = load_model(shipped_weights("gate.pt"))
+    assert sum(p.numel() for p in model.parameters()) < 100_000
+    assert meta == gate.meta and meta["threshold"] == gate.threshold == meta["figures"]["threshold"]
     assert meta["figures"]["val_digits_turned_away"] <= 0.001 and "DejaVuSans.ttf" not in meta["fonts"]
+    val = load_splits(mnist_dir, log=lambda _: None)["val"].images[:500].float().numpy() / 255
+    np.testing.assert_allclose(gate.scores(val), gate_scores(model, val), atol=1e-5)

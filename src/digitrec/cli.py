@@ -223,6 +223,7 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
 
     from digitrec.data.fonts import resolve_fonts
     from digitrec.data.mnist import load_splits
+    from digitrec.read.gate import export_onnx
     from digitrec.training.gate import DEFAULT_FONTS, train_gate
 
     if not 0 < args.lr < math.inf:
@@ -232,7 +233,9 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
     splits = load_splits(args.data_dir or None, log=_out)
     figures = train_gate(splits["train"], splits["val"], Path(args.out), fonts, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, variants=args.variants, log=_out)
-    _out(f"letter gate saved to {Path(args.out) / 'gate.pt'}: threshold {figures['threshold']:.4f} turns away "
+    onnx = export_onnx(Path(args.out) / "gate.pt", Path(args.out) / "gate.onnx")
+    _out(f"letter gate saved to {Path(args.out) / 'gate.pt'} and {onnx}: threshold {figures['threshold']:.4f} "
+         "turns away "
          f"{figures['val_digits_turned_away']:.2%} of validation digits, "
          f"{figures['held_out_letters_turned_away']:.2%} of held-out fonts' letters and signs and "
          f"{figures['held_out_font_digits_turned_away']:.2%} of their digits")
@@ -459,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="font files, folders or globs to draw digits, letters and signs from (every 5th held out; "
                          "default: the shipped model's training fonts but DejaVu)")
     tg.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    tg.add_argument("--out", default="runs/gate", help="folder for gate.pt (default: runs/gate)")
+    tg.add_argument("--out", default="runs/gate",
+                    help="folder for gate.pt and its ONNX export gate.onnx (default: runs/gate)")
     tg.add_argument("--data-dir", default="", help="folder with the MNIST files")
     tg.set_defaults(func=cmd_train_gate)
 
@@ -487,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a `digitrec train-lines` checkpoint, or none (segmentation and classifier alone)")
     pr.add_argument("--gate", default="default", metavar="default|none|PATH",
                     help="the letter gate that turns a lone letter or sign away: the shipped one (default), "
-                         "a `digitrec train-gate` checkpoint, or none (every piece is read as a digit)")
+                         "a `digitrec train-gate` checkpoint or its .onnx export, or none (every piece is read as "
+                         "a digit)")
     pr.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help=f"abstain (empty digits, with a reason) below this confidence (default: {DEFAULT_THRESHOLD})")
     pr.add_argument("--explain", action="store_true",

@@ -107,11 +107,7 @@ def _save_onnx(proto: Any, path: Path, fmt: str, job: Job) -> dict:
     """Drop per-node debug metadata (stack traces, local paths), embed the card, save and check."""
     import onnx
 
-    for graph_nodes in [proto.graph.node, *(f.node for f in proto.functions)]:
-        for node in graph_nodes:
-            del node.metadata_props[:]
-            node.doc_string = ""
-    del proto.metadata_props[:]
+    _strip_debug(proto)
     onnx.helper.set_model_props(proto, {META_CARD: json.dumps(job.card), META_FORMAT: fmt,
                                         META_INPUT: json.dumps(INPUT_SPEC)})
     proto.doc_string = f"digitrec {__version__} {fmt} export: float32 {INPUT_NAME} [batch, 1, 28, 28] in [0, 1] " \
@@ -122,6 +118,15 @@ def _save_onnx(proto: Any, path: Path, fmt: str, job: Job) -> dict:
     except Exception as e:
         raise DigitrecError(f"the {fmt} export did not pass onnx.checker: {_first_line(e)}") from None
     return {"opset": _opset_of(proto)}
+
+
+def _strip_debug(proto: Any) -> None:
+    """Drop the exporter's per-node debug metadata (stack traces naming local paths) and model metadata."""
+    for graph_nodes in [proto.graph.node, *(f.node for f in proto.functions)]:
+        for node in graph_nodes:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    del proto.metadata_props[:]
 
 
 def _newest_opset() -> int:
@@ -189,6 +194,42 @@ def open_onnx_session(path: str | Path, threads: int | None = None) -> Any:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise DigitrecError(f"model {path}: not a readable ONNX model ({_first_line(e)})") from None
+
+
+def export_network_onnx(
+    model: nn.Module, out: str | Path, example: torch.Tensor, dims: dict[int, Any], checks: Sequence[torch.Tensor], *,
+    names: tuple[str, str], tol: float, what: str, metadata: dict[str, str] | None = None,
+) -> Path:
+    """Export a helper network of the reader (the line reader, the letter gate) to ONNX with the input and output
+    `names` and the dynamic `dims` of its input; written atomically, with `metadata`, once ONNX Runtime's output
+    matches PyTorch's within `tol` on each of `checks`. `what` names the source in errors."""
+    import onnx
+
+    model, out = model.eval(), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_LEAFSPEC_DEPRECATED, category=FutureWarning)
+                program = torch.onnx.export(model, (example,), dynamo=True, input_names=[names[0]],
+                                            output_names=[names[1]], dynamic_shapes=(dims,), verbose=False)
+        except Exception as e:  # the exporter raises many types; the first line says what went wrong
+            raise DigitrecError(f"ONNX export of {what} failed: {_first_line(e)}") from None
+        proto = program.model_proto
+        _strip_debug(proto)
+        if metadata:
+            onnx.helper.set_model_props(proto, metadata)
+        onnx.save(proto, str(staged))
+        session = open_onnx_session(staged, threads=1)
+        for x in checks:
+            with torch.inference_mode():
+                want = model(x).numpy()
+            diff = float(np.abs(session.run(None, {names[0]: x.numpy()})[0] - want).max())
+            if diff > tol:
+                raise DigitrecError(f"ONNX export of {what} differs from PyTorch by {diff:.2g} > {tol}")
+        staged.replace(out)
+    return out
 
 
 def onnx_loaded(session: Any, path: str | Path) -> Loaded:

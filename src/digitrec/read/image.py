@@ -118,13 +118,12 @@ def _from_pil(img: Image.Image, label: str, max_side: int | None, owned: bool = 
         raise DigitrecError(f"{label}: the PIL image was closed before its pixels were loaded; call .load() "
                             "or .copy() on it inside its `with` block")
     try:
-        orientation = img.getexif().get(0x0112, 1)
         if owned and img.format == "JPEG":
             # DCT-domain scaling (1/2, 1/4, 1/8) and luma-only decoding: a 12 MP photo decodes in a few ms
             f = _fit((h, w), max_side)[1] / w if max_side else 1.0
             img.draft("L" if img.mode == "RGB" else img.mode, (max(1, int(img.size[0] * f)), max(1, int(img.size[1] * f))))
         img.load()
-        orientation = img.getexif().get(0x0112, 1)  # a TIFF may have been turned upright while it loaded
+        orientation = img.getexif().get(0x0112, 1)  # read once loaded: a TIFF may have been turned upright
         if orientation in _ROTATED:
             w, h = h, w
         if orientation != 1:

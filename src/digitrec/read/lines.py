@@ -7,7 +7,6 @@ classifier's. It runs on ONNX Runtime when given (or shipped) an .onnx export, e
 """
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 
 from digitrec.data.lines import LINE_H, to_line_height
 from digitrec.errors import DigitrecError
-from digitrec.exporter import open_onnx_session
+from digitrec.exporter import export_network_onnx, open_onnx_session
 from digitrec.models.linenet import LineNet, greedy_decode, pad_to_stride
 from digitrec.training.checkpoint import load_checkpoint, shipped_weights
 
@@ -82,25 +81,8 @@ def _eager(model: LineNet) -> Callable[[np.ndarray], np.ndarray]:
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     """Export a LineNet checkpoint to ONNX (any line width), written atomically once ONNX Runtime's output
     matches PyTorch's within PARITY on lines of several widths."""
-    model, out = load_model(checkpoint), Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        staged = Path(tmp) / out.name
-        dims = {0: torch.export.Dim("batch", min=1), 3: torch.export.Dim("width", min=8, max=16384)}
-        try:
-            program = torch.onnx.export(model, (torch.rand(2, 1, LINE_H, 160),), dynamo=True, input_names=["line"],
-                                        output_names=["logp"], dynamic_shapes=(dims,), verbose=False)
-        except Exception as e:  # the exporter raises many types; the first line says what went wrong
-            raise DigitrecError(f"ONNX export of {checkpoint} failed: {str(e).strip().splitlines()[0]}") from None
-        program.save(str(staged))
-        session = open_onnx_session(staged, threads=1)
-        gen = torch.Generator().manual_seed(0)
-        for width in (32, 200, 480):
-            x = torch.rand(2, 1, LINE_H, width, generator=gen)
-            with torch.inference_mode():
-                want = model(x).numpy()
-            diff = float(np.abs(session.run(None, {"line": x.numpy()})[0] - want).max())
-            if diff > PARITY:
-                raise DigitrecError(f"ONNX export of {checkpoint} differs from PyTorch by {diff:.2g} > {PARITY}")
-        staged.replace(out)
-    return out
+    gen = torch.Generator().manual_seed(0)
+    checks = [torch.rand(2, 1, LINE_H, width, generator=gen) for width in (32, 200, 480)]
+    dims = {0: torch.export.Dim("batch", min=1), 3: torch.export.Dim("width", min=8, max=16384)}
+    return export_network_onnx(load_model(checkpoint), out, torch.rand(2, 1, LINE_H, 160), dims, checks,
+                               names=("line", "logp"), tol=PARITY, what=str(checkpoint))

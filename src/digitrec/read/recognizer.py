@@ -77,7 +77,8 @@ class Recognizer:
         .torchscript); the file type picks the backend unless `backend` names one. `lines` is the line reader
         that counts the digits of a line for segmentation: the shipped one, a `digitrec train-lines`
         checkpoint, or None for segmentation alone. `gate` is the letter gate that turns a lone letter or sign
-        away: the shipped one, a `digitrec train-gate` checkpoint, or None to read every piece as a digit."""
+        away: the shipped one, a `digitrec train-gate` checkpoint or its .onnx export, or None to read every
+        piece as a digit."""
         reader = None if lines is None else LineReader.load(None if str(lines) == "default" else lines)
         letter_gate = None if gate is None else LetterGate.load(None if str(gate) == "default" else gate)
         return cls(load_backend(model, backend), threshold, reader, letter_gate)
