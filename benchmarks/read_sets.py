@@ -352,29 +352,51 @@ def make_font(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
     return Sample(paper.render(layer, rng), str(digit), fmt, quality, meta)
 
 
-def make_line(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
+@dataclass(frozen=True)
+class LineRecipe:
+    """How `make_line` writes a number. The defaults make the lines set; other values write lines beyond its
+    range (`benchmarks/line_robustness.py`), to see what a differently made held-out set would cost."""
+
+    height: tuple[int, int] = (28, 120)  # digit height in px, log-uniform
+    size: tuple[float, float] = (0.85, 1.15)  # each digit's height, times the line's
+    touch_p: float = 0.1  # share of gaps where the digits touch or overlap (by 2-12 % of the height)
+    gaps: tuple[float, float] = (0.1, 0.6)  # the other gaps, in digit heights
+    rise: float = 0.06  # each digit's vertical jitter, sigma in digit heights (clipped at 2.5 sigma)
+    drift: float = 0.0  # the baseline climbs or falls this many digit heights from the first digit to the last
+    skew: float = 2.0  # the whole line rotated by up to this many degrees...
+    skew_p: float = 0.3  # ...in this share of the lines
+    quality: tuple[int, int] = (50, 90)  # JPEG quality
+    blur: tuple[float, float] | None = None  # Gaussian blur sigma in px, instead of the paper's own
+
+
+def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe = LineRecipe()) -> Sample:
     """A number of 3-10 MNIST test digits in a row: uneven spacing (some touching), jitter, uneven paper, JPEG."""
     count = int(rng.integers(3, 11))
     idx = rng.integers(0, len(ctx.labels), count)
-    height = log_uniform(rng, 28, 120)
-    glyphs = [scale_to_height(digit_ink(ctx.images[j]), max(12, round(height * rng.uniform(0.85, 1.15))), rng)
+    height = log_uniform(rng, *style.height)
+    glyphs = [scale_to_height(digit_ink(ctx.images[j]), max(12, round(height * rng.uniform(*style.size))), rng)
               for j in idx]
-    gaps = [float(-rng.uniform(0.02, 0.12) if rng.random() < 0.1 else rng.uniform(0.1, 0.6)) * height
+    gaps = [float(-rng.uniform(0.02, 0.12) if rng.random() < style.touch_p else rng.uniform(*style.gaps)) * height
             for _ in range(count - 1)]
-    band = int(1.6 * height)
+    band = int((1.6 + style.drift + 5 * max(0.0, style.rise - 0.06)) * height)
+    climb = style.drift * height * (1 if rng.random() < 0.5 else -1) if style.drift else 0.0
     ink, x = np.zeros((band, int(sum(g.shape[1] for g in glyphs) + sum(gaps)) + 2), np.float32), 1.0
     for k, g in enumerate(glyphs):
-        top = (band - g.shape[0]) // 2 + int(np.clip(rng.normal(0, 0.06 * height), -0.15 * height, 0.15 * height))
+        along = climb * (k / (count - 1) - 0.5)
+        jitter = np.clip(rng.normal(0, style.rise * height), -2.5 * style.rise * height, 2.5 * style.rise * height)
+        top = min(max((band - g.shape[0]) // 2 + int(along + jitter), 0), band - g.shape[0])
         box = (slice(top, top + g.shape[0]), slice(int(x), int(x) + g.shape[1]))
         ink[box] = np.maximum(ink[box], g)
         x += g.shape[1] + (gaps[k] if k < count - 1 else 0)
-    skew = float(rng.uniform(-2, 2)) if rng.random() < 0.3 else 0.0
+    skew = float(rng.uniform(-style.skew, style.skew)) if rng.random() < style.skew_p else 0.0
     ink = with_margins(rotate(ink, skew) if skew else crop(ink), rng, 0.2, 1.0, cap=4000)
     paper = Paper.random(rng, uneven=True)
+    if style.blur:
+        paper.blur = float(rng.uniform(*style.blur))
     if rng.random() < 0.4:  # a faint ruled line just under the digits
         below = int(np.nonzero(ink.max(1) > 0.05)[0].max()) + int(0.08 * height) + 1
         paper.rule = (below, int(rng.integers(1, 4)), float(rng.uniform(15, 40)))
-    quality = int(rng.integers(50, 91))
+    quality = int(rng.integers(style.quality[0], style.quality[1] + 1))
     meta = {"mnist_indices": idx.tolist(), "height": height, "skew": round(skew, 2),
             "touching_gaps": sum(g < 0 for g in gaps), "ruled": paper.rule is not None, **paper_meta(paper)}
     return Sample(paper.render(ink, rng), "".join(str(ctx.labels[j]) for j in idx), "jpg", quality, meta)

@@ -21,6 +21,9 @@ from digitrec.training.checkpoint import load_checkpoint, shipped_weights
 
 SHIPPED = ("lines.onnx", "lines.pt")  # the first that exists is used
 PARITY = 1e-4  # largest difference in log-probability allowed between an export and its model
+LEVEL_GAIN = 0.9  # a sloping line is levelled when that leaves at most this share of its inked band's height
+LEVEL_LONG = 3.0  # ...and when the levelled line is at least this many times as long as its band is high
+INKED = 0.05  # ink above this counts (as `to_line_height` cuts the line)
 
 
 class LineReader:
@@ -50,7 +53,7 @@ class LineReader:
     def read(self, ink: np.ndarray) -> np.ndarray:
         """Probabilities [N, 10] of the N digits LineNet reads in `ink` (float [H, W], 1 = ink, the line cut
         to its digits), left to right: each class's highest probability over the digit's columns, normalised."""
-        x = pad_to_stride(to_line_height(torch.from_numpy(np.ascontiguousarray(ink, np.float32))))[None, None]
+        x = pad_to_stride(to_line_height(torch.from_numpy(level(np.asarray(ink, np.float32)))))[None, None]
         logp = torch.from_numpy(np.asarray(self._run(x.numpy())))
         probs = logp[0, 1:].exp()
         digits = [probs[:, a:b + 1].amax(1) for _, a, b in greedy_decode(logp)[0]]
@@ -58,6 +61,40 @@ class LineReader:
             return np.zeros((0, 10), np.float32)
         out = torch.stack(digits)
         return (out / out.sum(1, keepdim=True)).numpy()
+
+
+def level(ink: np.ndarray) -> np.ndarray:
+    """The line's ink with each column moved up or down by whole pixels so that the line runs level, when that
+    makes its inked band at least LEVEL_GAIN lower and the levelled line is LEVEL_LONG times as long as its band
+    is high; else `ink` itself. A number written on a slope, or drifting up or down, is a band a few digits
+    high, and LineNet, which sees the band scaled to 32 px, loses the digits at its ends. The slope is the
+    least-squares fit of the columns' centres of ink, each column weighted by its ink; columns keep their
+    order, so the digits do. One digit or two are left alone: their columns slope with their strokes."""
+    h, w = ink.shape
+    mass = ink.sum(0)
+    if h < 2 or np.count_nonzero(mass) < 2:
+        return ink
+    centre = (np.arange(h, dtype=np.float32) @ ink) / np.maximum(mass, 1e-6)
+    x = np.arange(w, dtype=np.float64)
+    xm = float(mass @ x) / float(mass.sum())
+    var = float(mass @ (x - xm) ** 2)
+    if var <= 0:
+        return ink
+    slope = float(mass @ ((x - xm) * centre)) / var
+    shift = np.rint(-slope * (x - xm)).astype(np.int64)
+    shift -= shift.min()
+    if shift.max() == 0:
+        return ink
+    out = np.zeros((h + int(shift.max()), w), np.float32)
+    out[np.arange(h)[:, None] + shift[None, :], np.arange(w)[None, :]] = ink
+    band = _band(out)
+    return out if band <= LEVEL_GAIN * _band(ink) and w >= LEVEL_LONG * band else ink
+
+
+def _band(ink: np.ndarray) -> int:
+    """How many rows, first to last, hold ink."""
+    rows = np.flatnonzero((ink > INKED).any(1))
+    return int(rows[-1] - rows[0] + 1) if rows.size else 0
 
 
 def load_model(path: str | Path) -> LineNet:
