@@ -43,9 +43,9 @@ VARIANTS = {  # name: the evaluation set's style with one knob moved
 }
 
 
-def run(n: int, only: Sequence[str], seed: int) -> dict[str, Any]:
+def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None) -> dict[str, Any]:
     """Read n lines of each chosen variant with the shipped reader and with segmentation alone."""
-    images, labels = load_test_digits()
+    images, labels = load_test_digits(data_dir)
     ctx = Context(images, labels, seed, [], [])
     readers = {"reader": Recognizer.load(), "segmentation_alone": Recognizer.load(lines=None)}
     out: dict[str, Any] = {}
@@ -75,12 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200, help="lines per variant (default 200)")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=9001, help="not the evaluation sets' seeds (default 9001)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default $DIGITREC_DATA or cache)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"{'variant':12s} {'reader':>7s} {'seg. alone':>9s}   first misses (truth→read)")
-    results = run(args.n, args.only, args.seed)
+    results = run(args.n, args.only, args.seed, args.data_dir)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}")
     tmp.write_text(json.dumps({"seed": args.seed, "variants": results}, indent=1) + "\n")

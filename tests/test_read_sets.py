@@ -157,3 +157,15 @@ def test_quality_scores_lines_and_rejects_as_the_issue_counts() -> None:
     items = {"a": {"kind": "noise"}, "b": {"kind": "letter", "letter": "X"}}
     reject = read_quality.score("reject", [_record("", "", "a"), _record("", "8", "b")], items)
     assert reject["false_accepts_blank_noise"] == 0 and reject["false_accepts_letters"] == 1 and reject["passed"]
+
+
+def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
+    robustness = _load_script("line_robustness")
+    assert robustness.VARIANTS["base"] == read_sets.LineRecipe()  # the evaluation set's own recipe
+    out = tmp_path / "robustness.json"
+    assert robustness.main(["--n", "3", "--only", "base", "slope6", "--json", str(out), "--data-dir", str(mnist_dir)]) == 0
+    variants = json.loads(out.read_text())["variants"]
+    assert set(variants) == {"base", "slope6"}
+    for figures in variants.values():
+        assert figures["n"] == 3 and figures["reader"] * 3 in (0, 1, 2, 3) and 0 <= figures["segmentation_alone"] <= 1
+    assert variants["slope6"]["style"]["skew"] == 6.0 and variants["slope6"]["style"]["skew_p"] == 1.0
