@@ -163,7 +163,8 @@ def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp
     robustness = _load_script("line_robustness")
     assert robustness.VARIANTS["base"] == read_sets.LineRecipe()  # the evaluation set's own recipe
     out = tmp_path / "robustness.json"
-    assert robustness.main(["--n", "3", "--only", "base", "slope6", "--json", str(out), "--data-dir", str(mnist_dir)]) == 0
+    args = ["--n", "3", "--only", "base", "slope6", "--json", str(out), "--data-dir", str(mnist_dir)]
+    assert robustness.main(args) == 0
     variants = json.loads(out.read_text())["variants"]
     assert set(variants) == {"base", "slope6"}
     for figures in variants.values():
