@@ -53,7 +53,7 @@ class LineReader:
     def read(self, ink: np.ndarray) -> np.ndarray:
         """Probabilities [N, 10] of the N digits LineNet reads in `ink` (float [H, W], 1 = ink, the line cut
         to its digits), left to right: each class's highest probability over the digit's columns, normalised."""
-        x = pad_to_stride(to_line_height(torch.from_numpy(level(np.asarray(ink, np.float32)))))[None, None]
+        x = pad_to_stride(to_line_height(torch.from_numpy(level(np.ascontiguousarray(ink, np.float32)))))[None, None]
         logp = torch.from_numpy(np.asarray(self._run(x.numpy())))
         probs = logp[0, 1:].exp()
         digits = [probs[:, a:b + 1].amax(1) for _, a, b in greedy_decode(logp)[0]]
