@@ -53,7 +53,7 @@ class LetterGate:
     def _load_onnx(cls, path: Path) -> LetterGate:
         if not path.is_file():
             raise DigitrecError(f"letter gate {path}: no such file")
-        session = open_onnx_session(path)
+        session = open_onnx_session(path, threads=1)  # one crop or a few: more threads only wait on each other
         inputs = session.get_inputs()
         meta = _meta(session.get_modelmeta().custom_metadata_map.get(META))
         if len(inputs) != 1 or inputs[0].name != INPUT or meta is None:
