@@ -378,6 +378,7 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe 
               for j in idx]
     gaps = [float(-rng.uniform(0.02, 0.12) if rng.random() < style.touch_p else rng.uniform(*style.gaps)) * height
             for _ in range(count - 1)]
+    # room for the climb and for jitter past the set's (2.5 sigma either side); the set's own band is 1.6 heights
     band = int((1.6 + style.drift + 5 * max(0.0, style.rise - 0.06)) * height)
     climb = style.drift * height * (1 if rng.random() < 0.5 else -1) if style.drift else 0.0
     ink, x = np.zeros((band, int(sum(g.shape[1] for g in glyphs) + sum(gaps)) + 2), np.float32), 1.0

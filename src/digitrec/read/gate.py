@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from digitrec.errors import DigitrecError
 from digitrec.exporter import export_network_onnx, open_onnx_session
@@ -60,8 +61,7 @@ class LetterGate:
             raise DigitrecError(f"letter gate {path}: not a letter gate's export (made by `digitrec train-gate`)")
 
         def run(x: np.ndarray) -> np.ndarray:
-            logits = session.run(None, {INPUT: x.reshape(-1, 1, 28, 28)})[0]
-            return _softmax(logits)[:, 1] if len(logits) else np.zeros(0, np.float32)
+            return softmax(session.run(None, {INPUT: x.reshape(-1, 1, 28, 28)})[0], axis=1)[:, 1]
 
         return cls(run, meta, str(path))
 
@@ -102,8 +102,3 @@ def _meta(text: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return meta if isinstance(meta, dict) and isinstance(meta.get("threshold"), (int, float)) else None
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)

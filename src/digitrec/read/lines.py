@@ -83,18 +83,19 @@ def level(ink: np.ndarray) -> np.ndarray:
     slope = float(mass @ ((x - xm) * centre)) / var
     shift = np.rint(-slope * (x - xm)).astype(np.int64)
     shift -= shift.min()
-    if shift.max() == 0:
+    inked = ink > INKED
+    cols = np.flatnonzero(inked.any(0))
+    if shift.max() == 0 or not cols.size:
+        return ink
+    # The inked band before and after, from each inked column's first and last inked row: the levelled line
+    # is only drawn when it is kept.
+    first, last = inked[:, cols].argmax(0), h - 1 - inked[::-1, cols].argmax(0)
+    band = int((last + shift[cols]).max() - (first + shift[cols]).min()) + 1
+    if band > LEVEL_GAIN * (int(last.max() - first.min()) + 1) or w < LEVEL_LONG * band:
         return ink
     out = np.zeros((h + int(shift.max()), w), np.float32)
     out[np.arange(h)[:, None] + shift[None, :], np.arange(w)[None, :]] = ink
-    band = _band(out)
-    return out if band <= LEVEL_GAIN * _band(ink) and w >= LEVEL_LONG * band else ink
-
-
-def _band(ink: np.ndarray) -> int:
-    """How many rows, first to last, hold ink."""
-    rows = np.flatnonzero((ink > INKED).any(1))
-    return int(rows[-1] - rows[0] + 1) if rows.size else 0
+    return out
 
 
 def load_model(path: str | Path) -> LineNet:
