@@ -6,6 +6,9 @@ It tells how many digits a line holds and where, which is what segmenting touchi
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,6 +16,8 @@ from digitrec.models.blocks import ConvBNAct, normalize
 
 STRIDE = 4  # input columns per output column
 BLANK = 0
+BEAM = 8  # prefixes kept by beam_decode
+PRUNE = -7.0  # beam_decode tries no class whose log-probability in a column is below this
 
 
 class LineNet(nn.Module):
@@ -67,3 +72,46 @@ def greedy_decode(logp: torch.Tensor, frames: torch.Tensor | None = None) -> lis
             prev = c
         out.append(digits)
     return out
+
+
+def beam_decode(logp: np.ndarray, beam: int = BEAM, floor: float = PRUNE) -> list[int]:
+    """The likeliest digit string (digits 0-9) of one line's column log-probabilities [T, 11] by CTC prefix
+    beam search: a string's probability sums over all its alignments, where best-path decoding takes the one
+    likeliest alignment and so can count a digit too many or too few. Classes under `floor` are not tried."""
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix: (ends in blank, not)
+    for frame in logp.tolist():
+        grown: dict[tuple[int, ...], list[float]] = {}
+        tried = [c for c in range(1, len(frame)) if frame[c] > floor]
+        for prefix, (p_blank, p_digit) in beams.items():
+            total = _logadd(p_blank, p_digit)
+            entry = grown.setdefault(prefix, [-math.inf, -math.inf])
+            entry[0] = _logadd(entry[0], total + frame[BLANK])
+            for c in tried:
+                longer = grown.setdefault(prefix + (c,), [-math.inf, -math.inf])
+                if prefix and prefix[-1] == c:  # a repeat needs a blank between; else it extends the same digit
+                    longer[1] = _logadd(longer[1], p_blank + frame[c])
+                    entry[1] = _logadd(entry[1], p_digit + frame[c])
+                else:
+                    longer[1] = _logadd(longer[1], total + frame[c])
+        ranked = sorted(grown.items(), key=lambda kv: -_logadd(*kv[1]))[:beam]
+        beams = {prefix: (b, d) for prefix, (b, d) in ranked}
+    best = max(beams.items(), key=lambda kv: _logadd(*kv[1]))[0]
+    return [c - 1 for c in best]
+
+
+def _logadd(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) of two floats, -inf allowed."""
+    if a < b:
+        a, b = b, a
+    return a if b == -math.inf else a + math.log1p(math.exp(b - a))
+
+
+def ctc_loglik(logp: np.ndarray, digits: list[int] | str) -> float:
+    """log P(digits | line) under CTC: every alignment of the string to the columns [T, 11] summed."""
+    if not len(digits):
+        return float(logp[:, BLANK].sum())
+    target = torch.tensor([[int(d) + 1 for d in digits]])
+    lp = torch.from_numpy(np.ascontiguousarray(logp, np.float32))[:, None]
+    loss = torch.nn.functional.ctc_loss(lp, target, torch.tensor([lp.shape[0]]), torch.tensor([len(digits)]),
+                                        blank=BLANK, reduction="sum")
+    return -float(loss)

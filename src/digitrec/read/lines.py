@@ -8,6 +8,7 @@ classifier's. It runs on ONNX Runtime when given (or shipped) an .onnx export, e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from digitrec.data.lines import LINE_H, to_line_height
 from digitrec.errors import DigitrecError
 from digitrec.exporter import export_network_onnx, open_onnx_session
-from digitrec.models.linenet import LineNet, greedy_decode, pad_to_stride
+from digitrec.models.linenet import LineNet, beam_decode, ctc_loglik, greedy_decode, pad_to_stride
 from digitrec.training.checkpoint import load_checkpoint, shipped_weights
 
 SHIPPED = ("lines.onnx", "lines.pt")  # the first that exists is used
@@ -50,17 +51,37 @@ class LineReader:
             return cls(lambda x: session.run(None, {name: x})[0], str(path))
         return cls(_eager(load_model(path)), str(path))
 
-    def read(self, ink: np.ndarray) -> np.ndarray:
-        """Probabilities [N, 10] of the N digits LineNet reads in `ink` (float [H, W], 1 = ink, the line cut
-        to its digits), left to right: each class's highest probability over the digit's columns, normalised."""
+    def read(self, ink: np.ndarray) -> LineReading:
+        """What LineNet reads in `ink` (float [H, W], 1 = ink, the line cut to its digits)."""
         x = pad_to_stride(to_line_height(torch.from_numpy(level(np.ascontiguousarray(ink, np.float32)))))[None, None]
-        logp = torch.from_numpy(np.asarray(self._run(x.numpy())))
-        probs = logp[0, 1:].exp()
-        digits = [probs[:, a:b + 1].amax(1) for _, a, b in greedy_decode(logp)[0]]
-        if not digits:
-            return np.zeros((0, 10), np.float32)
-        out = torch.stack(digits)
-        return (out / out.sum(1, keepdim=True)).numpy()
+        logp = np.asarray(self._run(x.numpy()), np.float32)[0].T  # [columns, blank + 10 digits]
+        probs = np.exp(logp[:, 1:])
+        path = np.zeros((0, 10), np.float32)
+        spans = greedy_decode(torch.from_numpy(logp.T[None]))[0]
+        if spans:
+            path = np.stack([probs[a:b + 1].max(0) for _, a, b in spans])
+            path /= path.sum(1, keepdims=True)
+        return LineReading("".join(map(str, beam_decode(logp))), path, logp)
+
+
+@dataclass(frozen=True)
+class LineReading:
+    """LineNet's reading of a line: the likeliest digit string (CTC beam search, every alignment of a string to
+    the columns summed: the single likeliest alignment, best-path decoding, can count a digit too many or too
+    few), the per-digit probabilities [N, 10] of the best path's N digits (for each, each class's highest
+    probability over the digit's columns, normalised) and the column log-probabilities [columns, 11]."""
+
+    digits: str
+    path_probs: np.ndarray = field(repr=False)
+    logp: np.ndarray = field(repr=False)
+
+    def probs_for(self, n: int) -> np.ndarray | None:
+        """LineNet's per-digit probabilities for a reading of `n` digits: the best path's when it holds `n`."""
+        return self.path_probs if len(self.path_probs) == n else None
+
+    def loglik(self, digits: str) -> float:
+        """log P(digits | line) under LineNet (CTC: all alignments of the string to the columns summed)."""
+        return ctc_loglik(self.logp, digits)
 
 
 def level(ink: np.ndarray) -> np.ndarray:

@@ -16,10 +16,10 @@ import torch
 from digitrec.errors import DigitrecError
 from digitrec.read.backends import Backend, load_backend
 from digitrec.read.gate import LetterGate
-from digitrec.read.lines import LineReader
+from digitrec.read.lines import LineReader, LineReading
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
-from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, tallest_px
+from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, segment_readings, tallest_px
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
@@ -107,9 +107,7 @@ class Recognizer:
         if not pieces:
             return ReadResult("", 0.0, [], reason=why)
         crops = np.stack([p.crop for p in pieces])
-        probs = self._probs(pieces, crops)
-        if heard is not None and len(heard) == len(pieces):
-            probs = (1 - LINE_WEIGHT) * probs + LINE_WEIGHT * heard  # two readers of the same digits
+        probs = _co_read(self._probs(pieces, crops), heard)
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
         result = self._not_a_digit(items, crops, ink) or _decide(items, threshold)
@@ -146,7 +144,8 @@ class Recognizer:
     def _pieces(self, ink: np.ndarray, mask: np.ndarray, *, single: bool) -> tuple[list[Piece], str, np.ndarray | None]:
         """The digits found in the ink with their crops (and, for a line, the probabilities segmenting computed),
         why there are none (blank, noise, specks) when there are none, and what the line reader read there
-        (probabilities [N, 10])."""
+        (probabilities [N, 10]): when segmentation alone cut another number of digits than the line reader
+        counted, the reading of the two that the line reader finds likelier (all its alignments summed)."""
         if not mask.any():
             return [], ink.rejected or "blank: no ink found", None
         specks = f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high"
@@ -157,24 +156,45 @@ class Recognizer:
             return [Piece(box, to_mnist(ink, box.as_list()), None)], "", None
         if self.lines is None:
             return segment_pieces(ink, mask, score=self._score_crops), specks, None
-        heard: list[np.ndarray] = []
+        heard: list[LineReading] = []
 
         def count(line: np.ndarray) -> int | None:
             heard.append(self.lines.read(line))
-            return len(heard[0]) or None
+            return len(heard[0].digits) or None
 
-        pieces = segment_pieces(ink, mask, score=self._score_crops, count=count)
-        return pieces, specks, heard[0] if heard else None
+        pieces, alone = segment_readings(ink, mask, score=self._score_crops, count=count)
+        if not heard:
+            return pieces, specks, None
+        reading = heard[0]
+        mine = reading.probs_for(len(pieces))
+        if alone is not None:  # segmentation alone cut another number of digits: LineNet weighs both readings
+            theirs = reading.probs_for(len(alone))
+            if reading.loglik(_argmax(_co_read(self._probs(alone), theirs))) > reading.loglik(
+                    _argmax(_co_read(self._probs(pieces), mine))):
+                return alone, specks, theirs
+        return pieces, specks, mine
 
-    def _probs(self, pieces: list[Piece], crops: np.ndarray) -> np.ndarray:
+    def _probs(self, pieces: list[Piece], crops: np.ndarray | None = None) -> np.ndarray:
         """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""
         if all(p.probs is not None for p in pieces):
             return np.stack([p.probs for p in pieces])
-        return self.classify(crops)
+        return self.classify(np.stack([p.crop for p in pieces]) if crops is None else crops)
 
     def _score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities [N, 10] of a list of 28x28 crops, in one classifier call."""
         return self.classify(np.stack(crops))
+
+
+def _co_read(probs: np.ndarray, heard: np.ndarray | None) -> np.ndarray:
+    """The classifier's probabilities of a line's pieces averaged with the line reader's, when it read as many."""
+    if heard is None or len(heard) != len(probs):
+        return probs
+    return (1 - LINE_WEIGHT) * probs + LINE_WEIGHT * heard  # two readers of the same digits
+
+
+def _argmax(probs: np.ndarray) -> str:
+    """The digit string of per-digit probabilities [N, 10]."""
+    return "".join(str(int(d)) for d in probs.argmax(1))
 
 
 def _checked_threshold(threshold: Any) -> float:

@@ -102,6 +102,14 @@ def segment(ink: np.ndarray, mask: np.ndarray, score: Score | None = None) -> li
 def segment_pieces(
     ink: np.ndarray, mask: np.ndarray, score: Score | None = None, count: Count | None = None
 ) -> list[Piece]:
+    """The digits of one line, left to right, with their 28x28 crops and (given `score`) probabilities: the
+    first reading of `segment_readings`."""
+    return segment_readings(ink, mask, score, count)[0]
+
+
+def segment_readings(
+    ink: np.ndarray, mask: np.ndarray, score: Score | None = None, count: Count | None = None
+) -> tuple[list[Piece], list[Piece] | None]:
     """The digits of one line, left to right, with their 28x28 crops and (given `score`) probabilities.
 
     Components become groups (stacked pieces merged, specks and dashes dropped); wide groups are cut into
@@ -113,12 +121,14 @@ def segment_pieces(
     as `count` says the line holds wins, when there is one; when the cuts allow too few digits, the widest
     groups kept whole (down to LOOSE_WIDE line heights) are cut too: two touching 1s are narrower than one
     wide digit; when the pieces make too many, wider gaps may be bridged (up to LOOSE_JOIN): a 1 in two
-    strokes."""
+    strokes. The second reading is the best path of any length, as segmentation alone reads the line, when
+    `count` was asked and that path holds another number of digits (else None): the caller may judge which
+    of the two the line holds."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
     if n == 0:
-        return []
+        return [], None
     groups = _components(labels, n)
     line_h = _line_height(groups)
     full, full_labels, f = ink, labels, int(line_h // WORK_LINE_H)
@@ -126,16 +136,17 @@ def segment_pieces(
         ink, labels = _reduced(ink, labels, f)
         groups = _components(labels, n)
         if not groups:
-            return []
+            return [], None
         line_h = _line_height(groups)
     groups = _drop_small(_attach_tops(_merge(groups, line_h), line_h), line_h, MIN_HEIGHT_PX / scale_of(ink)[0])
     if not groups:
-        return []
+        return [], None
     values = np.asarray(ink, np.float32)
     parts = [_atoms(g, values, labels, line_h) for g in groups]
     atoms = [atom for part in parts for atom in part]
     edges = _edges(atoms, line_h, score is not None)
     digits = count(_digits_ink(groups, values, labels)) if count is not None and score is not None else None
+    rater = _Rater(atoms, values, score)
     if digits is not None:
         reach = np.flatnonzero(np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1]))
         short = digits - int(reach.max()) if reach.size else 0
@@ -145,23 +156,32 @@ def segment_pieces(
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
             atoms = [atom for part in parts for atom in part]
             edges = _edges(atoms, line_h, True)
+            rater = _Rater(atoms, values, score)
         elif not reach.size:  # no path as short as the count: a stroke apart from its digit
             edges = _edges(atoms, line_h, True, LOOSE_JOIN)
-    rater = _Rater(atoms, values, score)
     if score is None:
         path = _best_path(edges, len(atoms) + 1)
     elif digits is None:
         path = _rated_path(edges, atoms, rater)
     else:
         path = _counted_path(edges, atoms, rater, digits)
-    spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
-    boxes = [rater.box(e) if f < 2 else _full_box(rater.ink(e), rater.box(e), labels, full_labels,
-                                                  [k for atom in atoms[e[0]:e[1]] for k in atom.group.labels], f)
-             for e in spans]
-    pieces = [Piece(Box(*box_to_input(full, *box)), rater.crop(e), rater.probs.get(e)) for box, e in zip(boxes, spans)]
-    if isinstance(full, Ink):
-        full.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
-    return pieces
+
+    def pieces_of(path: list[int], rater: _Rater) -> list[Piece]:
+        spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
+        boxes = [rater.box(e) if f < 2 else _full_box(
+            rater.ink(e), rater.box(e), labels, full_labels,
+            [k for atom in rater.atoms[e[0]:e[1]] for k in atom.group.labels], f) for e in spans]
+        pieces = [Piece(Box(*box_to_input(full, *box)), rater.crop(e), rater.probs.get(e))
+                  for box, e in zip(boxes, spans)]
+        if isinstance(full, Ink):
+            full.pieces.update((tuple(p.box.as_list()), rater.ink(e)) for p, e in zip(pieces, spans))
+        return pieces
+
+    other = None
+    if digits is not None:  # the best path of any length through the pieces rated: segmentation's own reading
+        free = _best_path({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, len(atoms) + 1)
+        other = pieces_of(free, rater) if len(free) != len(path) else None
+    return pieces_of(path, rater), other
 
 
 def _reduced(ink: np.ndarray, labels: np.ndarray, f: int) -> tuple[Ink, np.ndarray]:
