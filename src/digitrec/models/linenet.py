@@ -79,9 +79,13 @@ def beam_decode(logp: np.ndarray, beam: int = BEAM, floor: float = PRUNE) -> lis
     beam search: a string's probability sums over all its alignments, where best-path decoding takes the one
     likeliest alignment and so can count a digit too many or too few. Classes under `floor` are not tried."""
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix: (ends in blank, not)
-    for frame in logp.tolist():
+    likely = (logp[:, 1:] > floor).tolist()
+    for frame, digits in zip(logp.tolist(), likely):
+        tried = [c + 1 for c, ok in enumerate(digits) if ok]
+        if not tried:  # only the blank: every prefix now ends in a blank, and their order stays
+            beams = {prefix: (_logadd(b, d) + frame[BLANK], -math.inf) for prefix, (b, d) in beams.items()}
+            continue
         grown: dict[tuple[int, ...], list[float]] = {}
-        tried = [c for c in range(1, len(frame)) if frame[c] > floor]
         for prefix, (p_blank, p_digit) in beams.items():
             total = _logadd(p_blank, p_digit)
             entry = grown.setdefault(prefix, [-math.inf, -math.inf])

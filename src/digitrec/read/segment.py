@@ -121,9 +121,9 @@ def segment_readings(
     as `count` says the line holds wins, when there is one; when the cuts allow too few digits, the widest
     groups kept whole (down to LOOSE_WIDE line heights) are cut too: two touching 1s are narrower than one
     wide digit; when the pieces make too many, wider gaps may be bridged (up to LOOSE_JOIN): a 1 in two
-    strokes. The second reading is the best path of any length, as segmentation alone reads the line, when
-    `count` was asked and that path holds another number of digits (else None): the caller may judge which
-    of the two the line holds."""
+    strokes. The second reading is the best path of any length through the pieces rated (segmentation's own
+    reading of the line, but for pieces it never had to rate), when `count` was asked and that path holds
+    another number of digits (else None): the caller may judge which of the two the line holds."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
