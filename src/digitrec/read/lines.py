@@ -54,10 +54,11 @@ class LineReader:
     def read(self, ink: np.ndarray) -> LineReading:
         """What LineNet reads in `ink` (float [H, W], 1 = ink, the line cut to its digits)."""
         x = pad_to_stride(to_line_height(torch.from_numpy(level(np.ascontiguousarray(ink, np.float32)))))[None, None]
-        logp = np.asarray(self._run(x.numpy()), np.float32)[0].T  # [columns, blank + 10 digits]
+        out = np.asarray(self._run(x.numpy()), np.float32)  # [1, blank + 10 digits, columns]
+        logp = out[0].T
         probs = np.exp(logp[:, 1:])
         path = np.zeros((0, 10), np.float32)
-        spans = greedy_decode(torch.from_numpy(logp.T[None]))[0]
+        spans = greedy_decode(torch.from_numpy(out))[0]
         if spans:
             path = np.stack([probs[a:b + 1].max(0) for _, a, b in spans])
             path /= path.sum(1, keepdims=True)

@@ -146,7 +146,6 @@ def segment_readings(
     atoms = [atom for part in parts for atom in part]
     edges = _edges(atoms, line_h, score is not None)
     digits = count(_digits_ink(groups, values, labels)) if count is not None and score is not None else None
-    rater = _Rater(atoms, values, score)
     if digits is not None:
         reach = np.flatnonzero(np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1]))
         short = digits - int(reach.max()) if reach.size else 0
@@ -156,9 +155,9 @@ def segment_readings(
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
             atoms = [atom for part in parts for atom in part]
             edges = _edges(atoms, line_h, True)
-            rater = _Rater(atoms, values, score)
         elif not reach.size:  # no path as short as the count: a stroke apart from its digit
             edges = _edges(atoms, line_h, True, LOOSE_JOIN)
+    rater = _Rater(atoms, values, score)
     if score is None:
         path = _best_path(edges, len(atoms) + 1)
     elif digits is None:
@@ -166,11 +165,11 @@ def segment_readings(
     else:
         path = _counted_path(edges, atoms, rater, digits)
 
-    def pieces_of(path: list[int], rater: _Rater) -> list[Piece]:
+    def pieces_of(path: list[int]) -> list[Piece]:
         spans = sorted(zip(path, path[1:]), key=lambda e: rater.box(e)[0] + rater.box(e)[2])
         boxes = [rater.box(e) if f < 2 else _full_box(
             rater.ink(e), rater.box(e), labels, full_labels,
-            [k for atom in rater.atoms[e[0]:e[1]] for k in atom.group.labels], f) for e in spans]
+            [k for atom in atoms[e[0]:e[1]] for k in atom.group.labels], f) for e in spans]
         pieces = [Piece(Box(*box_to_input(full, *box)), rater.crop(e), rater.probs.get(e))
                   for box, e in zip(boxes, spans)]
         if isinstance(full, Ink):
@@ -179,9 +178,9 @@ def segment_readings(
 
     other = None
     if digits is not None:  # the best path of any length through the pieces rated: segmentation's own reading
-        free = _best_path({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, len(atoms) + 1)
-        other = pieces_of(free, rater) if len(free) != len(path) else None
-    return pieces_of(path, rater), other
+        free = _best_path(_rated(edges, rater), len(atoms) + 1)
+        other = pieces_of(free) if len(free) != len(path) else None
+    return pieces_of(path), other
 
 
 def _reduced(ink: np.ndarray, labels: np.ndarray, f: int) -> tuple[Ink, np.ndarray]:
@@ -266,15 +265,20 @@ class _Rater:
         return self.pieces[e]
 
 
+def _rated(edges: dict[tuple[int, int], float], rater: _Rater) -> dict[tuple[int, int], float]:
+    """The edges rated so far, each worth its prior plus the classifier's gain."""
+    return {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
+
+
 def _rated_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater: _Rater) -> list[int]:
     """The best path when an edge is worth its prior plus the classifier's gain, which is never above 0, so an
     unrated edge's prior bounds it: first the whole groups are rated (one path through the line), then, in one
     more batch, only the edges through which some path could still beat the best path of rated edges."""
     n = len(atoms) + 1
     rater.rate(_wholes(edges, atoms))
-    rated = {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
+    rated = _rated(edges, rater)
     rater.rate(_promising(edges, rated, n))
-    return _best_path({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, n)
+    return _best_path(_rated(edges, rater), n)
 
 
 def _counted_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater: _Rater, digits: int) -> list[int]:
@@ -283,7 +287,7 @@ def _counted_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater
     path of any length when no path has that many edges."""
     n = len(atoms) + 1
     rater.rate(_wholes(edges, atoms))
-    rated = {e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}
+    rated = _rated(edges, rater)
     optimistic = {e: rated.get(e, v) for e, v in edges.items()}
     ahead, _ = _counted_to(optimistic, n, digits)
     behind, _ = _counted_to({(n - 1 - j, n - 1 - i): v for (i, j), v in optimistic.items()}, n, digits)
@@ -292,7 +296,7 @@ def _counted_path(edges: dict[tuple[int, int], float], atoms: list[_Atom], rater
     floor = _counted_to(rated, n, digits)[0][n - 1, digits]
     rater.rate([e for e, v in sorted(edges.items()) if e not in rated and
                 (ahead[e[0], :digits] + v + behind[n - 1 - e[1], digits - 1::-1]).max() > floor + 1e-9])
-    best, back = _counted_to({e: v + rater.gain(e) for e, v in edges.items() if e in rater.probs}, n, digits)
+    best, back = _counted_to(_rated(edges, rater), n, digits)
     path, k = [n - 1], digits
     while path[-1] != 0:
         path.append(int(back[path[-1], k]))
