@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -170,3 +171,23 @@ def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp
     for figures in variants.values():
         assert figures["n"] == 3 and figures["reader"] * 3 in (0, 1, 2, 3) and 0 <= figures["segmentation_alone"] <= 1
     assert variants["slope6"]["style"]["skew"] == 6.0 and variants["slope6"]["style"]["skew_p"] == 1.0
+
+
+def test_canvas_robustness_draws_each_variant_as_described_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
+    robustness = _load_script("canvas_robustness")
+    images, labels = read_sets.load_test_digits(mnist_dir)
+    ctx = read_sets.Context(images, labels, 9001, [], [])
+    for name, (lo, hi) in (("plain", (84, 280)), ("small", (28, 84))):
+        data, label = robustness.VARIANTS[name](ctx, 0, np.random.default_rng(1))
+        image = Image.open(io.BytesIO(data))
+        alpha = np.asarray(image)[..., 3]
+        ys, xs = np.nonzero(alpha)
+        assert image.mode == "RGBA" and image.size == (280, 280) and not np.asarray(image)[..., :3].any()
+        assert label in "0123456789" and lo // 2 <= ys.max() - ys.min() < hi and xs.max() - xs.min() < hi
+    out = tmp_path / "canvas.json"
+    args = ["--n", "3", "--only", "set", "plain", "--json", str(out), "--data-dir", str(mnist_dir)]
+    assert robustness.main(args) == 0
+    variants = json.loads(out.read_text())["variants"]
+    assert set(variants) == {"set", "plain"}
+    for figures in variants.values():
+        assert figures["n"] == 3 and figures["no_gate"] * 3 in (0, 1, 2, 3) and figures["right_ones_gate_turned_away"] <= 3

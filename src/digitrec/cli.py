@@ -232,7 +232,8 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
     fonts = resolve_fonts(args.fonts or DEFAULT_FONTS)
     splits = load_splits(args.data_dir or None, log=_out)
     figures = train_gate(splits["train"], splits["val"], Path(args.out), fonts, steps=args.steps,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, variants=args.variants, log=_out)
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, variants=args.variants,
+                         members=args.members, log=_out)
     onnx = export_onnx(Path(args.out) / "gate.pt", Path(args.out) / "gate.onnx")
     _out(f"letter gate saved to {Path(args.out) / 'gate.pt'} and {onnx}: threshold {figures['threshold']:.4f} "
          "turns away "
@@ -461,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--fonts", nargs="+", default=None, metavar="PATH",
                     help="font files, folders or globs to draw digits, letters and signs from (every 5th held out; "
                          "default: the shipped model's training fonts but DejaVu)")
+    tg.add_argument("--members", type=int, default=1,
+                    help="networks to train (seeds SEED, SEED+1, ...) and read as one, their log-probabilities "
+                         "averaged (default: 1; the shipped gate 3)")
     tg.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     tg.add_argument("--out", default="runs/gate",
                     help="folder for gate.pt and its ONNX export gate.onnx (default: runs/gate)")

@@ -1,10 +1,11 @@
 """The letter gate at read time: is this piece of ink a digit at all?
 
 The digit classifier has no 'none of these' output, so an A or a K comes back as some digit. The gate
-(`digitrec train-gate`, shipped as weights/gate.onnx, the export of weights/gate.pt) rates a framed 28x28 crop
-as digit or not; above its threshold, set in training so that 1 in 2,000 validation digits would be turned
-away, the reader returns no digit and says why. The export runs on ONNX Runtime, which rates one crop several
-times faster than PyTorch's eager mode: the gate is asked about every reading of up to four pieces.
+(`digitrec train-gate`, shipped as weights/gate.onnx, the export of weights/gate.pt: three small networks read
+as one, their logits averaged) rates a framed 28x28 crop as digit or not; above its threshold, set in training
+so that 1 in 2,000 validation digits would be turned away, the reader returns no digit and says why. The
+export runs on ONNX Runtime, which rates one crop several times faster than PyTorch's eager mode: the gate is
+asked about every reading of up to four pieces.
 """
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from scipy.special import softmax
 
 from digitrec.errors import DigitrecError
 from digitrec.exporter import export_network_onnx, open_onnx_session
-from digitrec.models.digitnet import DigitNet
 from digitrec.training.checkpoint import load_checkpoint, shipped_weights
-from digitrec.training.gate import gate_scores
+from digitrec.training.gate import gate_network, gate_scores
 
 SHIPPED = ("gate.onnx", "gate.pt")  # the first that exists is used
 META = "digitrec/gate"  # the ONNX metadata entry holding the checkpoint's gate facts (threshold, figures, ...)
@@ -70,16 +70,16 @@ class LetterGate:
         return self._run(np.ascontiguousarray(crops, np.float32))
 
 
-def load_model(path: str | Path) -> tuple[DigitNet, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The gate network in a `digitrec train-gate` checkpoint and its facts, one clear error for any other file."""
     ckpt = load_checkpoint(path)
     meta = ckpt.get("gate")
     if not isinstance(meta, dict) or "threshold" not in meta or "args" not in meta:
         raise DigitrecError(f"letter gate {path}: not a gate checkpoint (made by `digitrec train-gate`)")
-    model = DigitNet(**meta["args"])
     try:
+        model = gate_network(meta["args"])
         model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
         raise DigitrecError(f"letter gate {path}: its weights do not fit its network ({e})") from None
     return model.eval(), meta
 

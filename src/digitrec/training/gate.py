@@ -10,6 +10,10 @@ would be turned away; the MNIST test set is never touched.
 
 Both classes are drawn with `clutter` (shrunk, with ruled lines, a grid or a box through them) as pieces cut
 from forms look, so a ruled line left in a crop does not by itself read as 'a letter'.
+
+`members` > 1 trains that many gates from consecutive seeds and reads them as one (`GeometricEnsemble`: their
+mean logit): letters one member lets through and digits it turns away are rarely the others', so at the same
+share of validation digits the ensemble turns away more letters and fewer of the reader's own digit crops.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from digitrec.data.mnist import Split
 from digitrec.data.negatives import touching_pairs
 from digitrec.errors import DigitrecError
 from digitrec.models.digitnet import DigitNet
+from digitrec.models.ensemble import GeometricEnsemble
 from digitrec.training.checkpoint import save_checkpoint
 
 LETTERS = "ACEFHJKLMNPQRTUVWXYacdefhkmnprtuvwxy#%@*="
@@ -105,25 +110,59 @@ def gate_scores(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
+def gate_network(args: dict[str, Any]) -> torch.nn.Module:
+    """The gate network a checkpoint's `args` describe: one DigitNet, or `members` of them read as one
+    (`GeometricEnsemble`)."""
+    nets = [DigitNet(widths=args["widths"], classes=args["classes"]) for _ in range(int(args.get("members", 1)))]
+    return nets[0] if len(nets) == 1 else GeometricEnsemble(nets)
+
+
 def train_gate(
     train: Split, val: Split, out: Path, fonts: Sequence[Path], *, steps: int = 2000, batch_size: int = 256,
-    lr: float = 0.1, seed: int = 0, variants: int = 8, log: Callable[[str], Any] = print,
+    lr: float = 0.1, seed: int = 0, variants: int = 8, members: int = 1, log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Train the gate for `steps` batches (half digits, half letters and signs), set its threshold on validation
-    digits, measure it on the held-out fonts, and save `out/gate.pt`; returns its figures."""
-    if steps < 1 or batch_size < 4 or not 0 < lr < math.inf or variants < 1:
-        raise DigitrecError("train-gate: --steps, --variants and --lr must be positive (--lr finite) and the batch at "
-                            "least 4")
-    torch.manual_seed(seed)
+    """Train the gate (`members` networks, seeds seed, seed+1, ..., each for `steps` batches of half digits, half
+    letters and signs, their log-probabilities averaged), set its threshold on validation digits, measure it on
+    the held-out fonts, and save `out/gate.pt`; returns its figures. Member k is the gate `--seed seed+k` trains
+    alone; averaged, the members' mistakes, which differ, mostly cancel."""
+    if steps < 1 or batch_size < 4 or not 0 < lr < math.inf or variants < 1 or members < 1:
+        raise DigitrecError("train-gate: --steps, --variants, --members and --lr must be positive (--lr finite) and "
+                            "the batch at least 4")
     fit_fonts, held_fonts = split_fonts(fonts)
     if not fit_fonts or not held_fonts:
         raise DigitrecError(f"train-gate: needs at least {HOLD_OUT} font files (every {HOLD_OUT}th is held out "
                             f"to measure the gate), got {len(fonts)}")
     start = time.perf_counter()
+    nets, losses = [], []
+    for k in range(members):
+        tag = "gate" if members == 1 else f"gate {k + 1}/{members}"
+        net, loss = _train_member(train, fit_fonts, len(held_fonts), steps=steps, batch_size=batch_size, lr=lr,
+                                  seed=seed + k, variants=variants, log=log, tag=tag, start=start)
+        nets.append(net)
+        losses.append(loss)
+    model = nets[0] if members == 1 else GeometricEnsemble(nets)
+    figures = measure(model, val, held_fonts, seed)
+    figures.update(steps=steps, members=members, loss=round(float(np.mean(losses)), 4),
+                   minutes=round((time.perf_counter() - start) / 60, 2))
+    args = {"widths": list(WIDTHS), "classes": 2, **({"members": members} if members > 1 else {})}
+    save_checkpoint({"model": model.state_dict(),
+                     "gate": {"args": args, "threshold": figures["threshold"], "seed": seed,
+                              "letters": LETTERS, "fonts": [f.name for f in fonts], "figures": figures}},
+                    out / "gate.pt")
+    return figures
+
+
+def _train_member(
+    train: Split, fit_fonts: Sequence[Path], held: int, *, steps: int, batch_size: int, lr: float, seed: int,
+    variants: int, log: Callable[[str], Any], tag: str, start: float,
+) -> tuple[DigitNet, float]:
+    """One gate network trained from `seed` (fonts rendered, weights drawn and batches picked from it) and its
+    final smoothed loss."""
+    torch.manual_seed(seed)
     font_digits = render_font_digits(fit_fonts, variants, seed, log=log, sketch=0.15).images
     letters, _ = render_font_glyphs(fit_fonts, LETTERS, variants, seed + 1, sketch=0.15)
-    log(f"gate: {len(train)} MNIST and {len(font_digits)} font digits against {len(letters)} letters and signs "
-        f"from {len(fit_fonts)} fonts ({len(held_fonts)} held out); rendered in {time.perf_counter() - start:.0f} s")
+    log(f"{tag}: {len(train)} MNIST and {len(font_digits)} font digits against {len(letters)} letters and signs "
+        f"from {len(fit_fonts)} fonts ({held} held out); rendered at {time.perf_counter() - start:.0f} s")
     model = DigitNet(widths=WIDTHS, classes=2)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
@@ -149,14 +188,8 @@ def train_gate(
         sched.step()
         smooth = loss.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * loss.item()
         if step % 250 == 0 or step == steps:
-            log(f"gate: step {step}/{steps}, loss {smooth:.4f}, {time.perf_counter() - start:.0f} s")
-    figures = measure(model, val, held_fonts, seed)
-    figures.update(steps=steps, loss=round(smooth, 4), minutes=round((time.perf_counter() - start) / 60, 2))
-    save_checkpoint({"model": model.state_dict(),
-                     "gate": {"args": {"widths": list(WIDTHS), "classes": 2}, "threshold": figures["threshold"],
-                              "letters": LETTERS, "fonts": [f.name for f in fonts], "figures": figures}},
-                    out / "gate.pt")
-    return figures
+            log(f"{tag}: step {step}/{steps}, loss {smooth:.4f}, {time.perf_counter() - start:.0f} s")
+    return model.eval(), smooth
 
 
 def measure(model: torch.nn.Module, val: Split, held_fonts: Sequence[Path], seed: int) -> dict[str, Any]:
