@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
 import sys
 import time
 import zlib
@@ -26,6 +24,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read_quality import write_json  # noqa: E402
 from read_sets import CANVAS, Context, encode, load_test_digits, make_canvas  # noqa: E402
 
 from digitrec.read.recognizer import Recognizer  # noqa: E402
@@ -104,10 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"{'variant':8s} {'reader':>8s} {'no gate':>8s} {'gated':>6s}  (gated: right without the gate, turned away with it)")
     results = run(args.n, args.only, args.seed, args.gate, args.data_dir)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"seed": args.seed, "gate": args.gate, "variants": results}, indent=1) + "\n")
-    tmp.replace(args.json)
+    write_json(args.json, {"seed": args.seed, "gate": args.gate, "variants": results})
     print(f"wrote {args.json}")
     return 0
 

@@ -8,8 +8,6 @@ segmentation alone, shows what a held-out set made another way would cost. Print
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 import zlib
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read_quality import write_json  # noqa: E402
 from read_sets import Context, LineRecipe, encode, load_test_digits, make_line  # noqa: E402
 
 from digitrec.read.recognizer import Recognizer  # noqa: E402
@@ -82,10 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"{'variant':12s} {'reader':>7s} {'seg. alone':>9s}   first misses (truth→read)")
     results = run(args.n, args.only, args.seed, args.data_dir)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"seed": args.seed, "variants": results}, indent=1) + "\n")
-    tmp.replace(args.json)
+    write_json(args.json, {"seed": args.seed, "variants": results})
     print(f"wrote {args.json}")
     return 0
 
