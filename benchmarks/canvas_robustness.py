@@ -11,7 +11,6 @@ the letter gate off, so the gate's cost shows. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 import zlib
@@ -25,14 +24,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_quality import write_json  # noqa: E402
-from read_sets import CANVAS, Context, encode, load_test_digits, make_canvas  # noqa: E402
+from read_sets import CANVAS, Context, Sample, encode, load_test_digits, make_canvas  # noqa: E402
 
 from digitrec.read.recognizer import Recognizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "canvas_robustness.json"
+Maker = Callable[[Context, int, np.random.Generator], tuple[bytes, str]]  # a canvas's PNG bytes and its label
 
 
-def boxed(size: tuple[int, int], resample: Image.Resampling) -> Callable[[Context, int, np.random.Generator], Any]:
+def boxed(size: tuple[int, int], resample: Image.Resampling) -> Maker:
     """A maker of canvases holding an MNIST test digit's whole 28x28 box enlarged to `size` px (inclusive range)."""
 
     def make(ctx: Context, i: int, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -42,7 +42,7 @@ def boxed(size: tuple[int, int], resample: Image.Resampling) -> Callable[[Contex
         top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
         rgba = np.zeros((CANVAS, CANVAS, 4), np.uint8)
         rgba[top:top + side, left:left + side, 3] = box
-        return _png(Image.fromarray(rgba, "RGBA")), str(ctx.labels[idx])
+        return encode(Sample(Image.fromarray(rgba, "RGBA"), str(ctx.labels[idx]))), str(ctx.labels[idx])
 
     return make
 
@@ -53,14 +53,7 @@ def from_set(ctx: Context, i: int, rng: np.random.Generator) -> tuple[bytes, str
     return encode(sample), sample.label
 
 
-def _png(image: Image.Image) -> bytes:
-    """The image as PNG bytes, as a canvas export is."""
-    buf = io.BytesIO()
-    image.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-VARIANTS: dict[str, Callable[[Context, int, np.random.Generator], tuple[bytes, str]]] = {
+VARIANTS: dict[str, Maker] = {
     "set": from_set,
     "plain": boxed((84, 280), Image.Resampling.BILINEAR),
     "nearest": boxed((84, 280), Image.Resampling.NEAREST),
