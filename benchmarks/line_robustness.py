@@ -4,6 +4,8 @@ bigger digits, harsher JPEG, more blur. Each variant's whole-string accuracy, wi
 segmentation alone, shows what a held-out set made another way would cost. Prints a table and writes JSON.
 
     python benchmarks/line_robustness.py [--n 200] [--only base slope6 ...]
+    python benchmarks/line_robustness.py --digits val --lines runs/lines/lines.pt   # choose a line reader by
+                                                        # lines of validation digits, never the test digits
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_quality import write_json  # noqa: E402
 from read_sets import Context, LineRecipe, encode, load_test_digits, make_line  # noqa: E402
 
+from digitrec.data.mnist import load_splits  # noqa: E402
 from digitrec.read.recognizer import Recognizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "line_robustness.json"
@@ -42,11 +45,13 @@ VARIANTS = {  # name: the evaluation set's style with one knob moved
 }
 
 
-def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None) -> dict[str, Any]:
-    """Read n lines of each chosen variant with the shipped reader and with segmentation alone."""
-    images, labels = load_test_digits(data_dir)
+def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None, digits: str = "test",
+        lines: str = "default") -> dict[str, Any]:
+    """Read n lines of each chosen variant with the reader (its line reader `lines`) and with segmentation alone,
+    made of MNIST test digits or of the validation digits held out of training (`digits`: "test" or "val")."""
+    images, labels = load_test_digits(data_dir) if digits == "test" else validation_digits(data_dir)
     ctx = Context(images, labels, seed, [], [])
-    readers = {"reader": Recognizer.load(), "segmentation_alone": Recognizer.load(lines=None)}
+    readers = {"reader": Recognizer.load(lines=lines), "segmentation_alone": Recognizer.load(lines=None)}
     out: dict[str, Any] = {}
     for name in only:
         style = VARIANTS[name]
@@ -69,19 +74,29 @@ def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None) ->
     return out
 
 
+def validation_digits(data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 training digits every training run holds out for validation (split seed 0), as uint8 [N, 28, 28]
+    and labels: lines of them choose between line readers without looking at the test digits."""
+    val = load_splits(data_dir, val_size=5000, split_seed=0)["val"]
+    return val.images.reshape(-1, 28, 28).numpy(), val.labels.numpy().astype(np.int64)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="lines per variant (default 200)")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=9001, help="not the evaluation sets' seeds (default 9001)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default $DIGITREC_DATA or cache)")
+    parser.add_argument("--digits", choices=("test", "val"), default="test",
+                        help="MNIST test digits, or the validation digits held out of training (to choose by)")
+    parser.add_argument("--lines", default="default", help="the line reader: default or a lines.pt/.onnx path")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"{'variant':12s} {'reader':>7s} {'seg. alone':>9s}   first misses (truth→read)")
-    results = run(args.n, args.only, args.seed, args.data_dir)
-    write_json(args.json, {"seed": args.seed, "variants": results})
+    results = run(args.n, args.only, args.seed, args.data_dir, args.digits, args.lines)
+    write_json(args.json, {"seed": args.seed, "digits": args.digits, "lines": args.lines, "variants": results})
     print(f"wrote {args.json}")
     return 0
 

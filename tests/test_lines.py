@@ -52,6 +52,16 @@ def test_make_lines_shapes_targets_and_determinism() -> None:
     assert all(torch.equal(a, b) for a, b in zip((x, widths, targets, lengths), again))
 
 
+def test_default_style_lines_are_the_ones_the_shipped_line_reader_trained_on() -> None:
+    # the shipped reader's documented `digitrec train-lines` commands must still make the same lines: a change
+    # to the generator that moves the default style's draws or pixels breaks that, and shows here
+    pool, labels = glyphs(_blocks())
+    x, widths, targets, _ = make_lines(pool, labels, 8, torch.Generator().manual_seed(11), LineStyle())
+    assert widths.tolist() == [39, 101, 90, 176, 82, 135, 74, 135]
+    assert targets.tolist()[:12] == [9, 5, 10, 8, 10, 10, 10, 10, 10, 10, 2, 3]
+    assert float(x.double().sum()) == pytest.approx(10629.763, abs=1e-3)
+
+
 def test_to_line_height_cuts_to_ink_and_scales() -> None:
     ink = torch.zeros(100, 300)
     ink[20:80, 50:200] = 0.5

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from digitrec.data.idx import read_idx
+from digitrec.data.mnist import load_splits
 from digitrec.errors import DigitrecError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -171,6 +172,18 @@ def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp
     for figures in variants.values():
         assert figures["n"] == 3 and figures["reader"] * 3 in (0, 1, 2, 3) and 0 <= figures["segmentation_alone"] <= 1
     assert variants["slope6"]["style"]["skew"] == 6.0 and variants["slope6"]["style"]["skew_p"] == 1.0
+
+
+def test_line_robustness_on_validation_digits_uses_the_held_out_training_digits(mnist_dir: Path) -> None:
+    robustness = _load_script("line_robustness")
+    images, labels = robustness.validation_digits(mnist_dir)
+    val = load_splits(mnist_dir, val_size=5000, split_seed=0)["val"]
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(images, val.images.reshape(-1, 28, 28).numpy()) and np.array_equal(labels, val.labels.numpy())
+    test_images, _ = read_sets.load_test_digits(mnist_dir)
+    assert not np.array_equal(images[:100], test_images[:100])
+    figures = robustness.run(2, ["base"], 9001, mnist_dir, digits="val", lines="default")["base"]
+    assert figures["n"] == 2 and 0 <= figures["reader"] <= 1
 
 
 def test_canvas_robustness_draws_each_variant_as_described_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
