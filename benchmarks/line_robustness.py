@@ -42,6 +42,8 @@ VARIANTS = {  # name: the evaluation set's style with one knob moved
     "blur1.5_2.5": replace(BASE, blur=(1.5, 2.5)),
     "rise15": replace(BASE, rise=0.15),
     "size35": replace(BASE, size=(0.65, 1.35)),
+    "rows2": replace(BASE, rows=2),  # two numbers one under another, read top to bottom
+    "rows3": replace(BASE, rows=3),
 }
 
 
@@ -70,7 +72,7 @@ def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None, di
         out[name] = {"n": n, **{k: right[k] / n for k in readers}, "style": asdict(style), "misses": misses,
                      "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name:12s} {out[name]['reader']:7.1%} {out[name]['segmentation_alone']:9.1%}   "
-              f"{', '.join(m['truth'] + '→' + (m['read'] or '∅') for m in misses[:3])}", flush=True)
+              f"{', '.join((m['truth'] + '→' + (m['read'] or '∅')).replace(chr(10), '/') for m in misses[:3])}", flush=True)
     return out
 
 

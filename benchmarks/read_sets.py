@@ -367,13 +367,44 @@ class LineRecipe:
     skew_p: float = 0.3  # ...in this share of the lines
     quality: tuple[int, int] = (50, 90)  # JPEG quality
     blur: tuple[float, float] | None = None  # Gaussian blur sigma in px, instead of the paper's own
+    rows: int = 1  # numbers written one under another (each a line as above, digits of one height)
 
 
 def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe = LineRecipe()) -> Sample:
-    """A number of 3-10 MNIST test digits in a row: uneven spacing (some touching), jitter, uneven paper, JPEG."""
+    """A number of 3-10 MNIST test digits in a row: uneven spacing (some touching), jitter, uneven paper, JPEG.
+    With `style.rows` > 1, that many numbers one under another, 0.3-1 digit heights apart, each indented by up
+    to a digit height; the label holds them top to bottom, a newline between."""
+    ink, idx, height, skew, touching = _line_ink(ctx, rng, style)
+    labels = ["".join(str(ctx.labels[j]) for j in idx)]
+    for _ in range(style.rows - 1):
+        below, more, _, _, more_touching = _line_ink(ctx, rng, style, height)
+        touching += more_touching
+        gap, indent = (int(v * height) for v in rng.uniform((0.3, 0.0), (1.0, 1.0)))
+        stacked = np.zeros((ink.shape[0] + gap + below.shape[0], max(ink.shape[1], indent + below.shape[1])), np.float32)
+        stacked[:ink.shape[0], :ink.shape[1]] = ink
+        stacked[ink.shape[0] + gap:, indent:indent + below.shape[1]] = below
+        ink, idx = stacked, np.concatenate([idx, more])
+        labels.append("".join(str(ctx.labels[j]) for j in more))
+    ink = with_margins(ink, rng, 0.2, 1.0, cap=4000)
+    paper = Paper.random(rng, uneven=True)
+    if style.blur:
+        paper.blur = float(rng.uniform(*style.blur))
+    if rng.random() < 0.4:  # a faint ruled line just under the digits
+        below = int(np.nonzero(ink.max(1) > 0.05)[0].max()) + int(0.08 * height) + 1
+        paper.rule = (below, int(rng.integers(1, 4)), float(rng.uniform(15, 40)))
+    quality = int(rng.integers(style.quality[0], style.quality[1] + 1))
+    meta = {"mnist_indices": idx.tolist(), "height": height, "skew": round(skew, 2),
+            "touching_gaps": touching, "ruled": paper.rule is not None, **paper_meta(paper)}
+    return Sample(paper.render(ink, rng), "\n".join(labels), "jpg", quality, meta)
+
+
+def _line_ink(ctx: Context, rng: np.random.Generator, style: LineRecipe, height: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int, float, int]:
+    """One number's ink, cut to it: its ink, MNIST indices, digit height (drawn unless given), skew in degrees
+    and how many of its gaps touch."""
     count = int(rng.integers(3, 11))
     idx = rng.integers(0, len(ctx.labels), count)
-    height = log_uniform(rng, *style.height)
+    height = log_uniform(rng, *style.height) if height is None else height
     glyphs = [scale_to_height(digit_ink(ctx.images[j]), max(12, round(height * rng.uniform(*style.size))), rng)
               for j in idx]
     gaps = [float(-rng.uniform(0.02, 0.12) if rng.random() < style.touch_p else rng.uniform(*style.gaps)) * height
@@ -390,17 +421,7 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe 
         ink[box] = np.maximum(ink[box], g)
         x += g.shape[1] + (gaps[k] if k < count - 1 else 0)
     skew = float(rng.uniform(-style.skew, style.skew)) if rng.random() < style.skew_p else 0.0
-    ink = with_margins(rotate(ink, skew) if skew else crop(ink), rng, 0.2, 1.0, cap=4000)
-    paper = Paper.random(rng, uneven=True)
-    if style.blur:
-        paper.blur = float(rng.uniform(*style.blur))
-    if rng.random() < 0.4:  # a faint ruled line just under the digits
-        below = int(np.nonzero(ink.max(1) > 0.05)[0].max()) + int(0.08 * height) + 1
-        paper.rule = (below, int(rng.integers(1, 4)), float(rng.uniform(15, 40)))
-    quality = int(rng.integers(style.quality[0], style.quality[1] + 1))
-    meta = {"mnist_indices": idx.tolist(), "height": height, "skew": round(skew, 2),
-            "touching_gaps": sum(g < 0 for g in gaps), "ruled": paper.rule is not None, **paper_meta(paper)}
-    return Sample(paper.render(ink, rng), "".join(str(ctx.labels[j]) for j in idx), "jpg", quality, meta)
+    return rotate(ink, skew) if skew else crop(ink), idx, height, skew, sum(g < 0 for g in gaps)
 
 
 def make_form(ctx: Context, i: int, rng: np.random.Generator) -> Sample:

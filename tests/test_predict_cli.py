@@ -100,3 +100,17 @@ def test_a_second_run_skips_its_own_explanations_and_an_empty_folder_is_an_error
     assert proc.returncode == 1
     empty, five = json_lines(proc.stdout)
     assert "a folder with no image files" in empty["error"] and five["digits"] == "5"
+
+
+def test_rows_of_writing_read_as_one_json_line_with_a_newline_and_one_plain_line_with_a_space(tmp_path: Path) -> None:
+    from PIL import ImageDraw
+
+    page = Image.new("L", (400, 300), 255)
+    draw = ImageDraw.Draw(page)
+    for x, y in ((40, 20), (140, 20), (60, 160), (160, 160), (260, 165)):  # two "0"s over three
+        draw.ellipse((x, y, x + 59, y + 99), outline=0, width=12)
+    page.save(tmp_path / "rows.png")
+    (line,) = json_lines(digitrec("predict", tmp_path / "rows.png", "--json", "--threshold", "0").stdout)
+    assert [len(row) for row in line["digits"].split("\n")] == [2, 3] and len(line["items"]) == 5
+    plain = digitrec("predict", tmp_path / "rows.png", "--threshold", "0").stdout
+    assert plain.count("\n") == 1 and f"rows.png: {line['digits'].replace(chr(10), ' ')}  confidence" in plain

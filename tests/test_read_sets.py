@@ -161,6 +161,29 @@ def test_quality_scores_lines_and_rejects_as_the_issue_counts() -> None:
     assert reject["false_accepts_blank_noise"] == 0 and reject["false_accepts_letters"] == 1 and reject["passed"]
 
 
+def test_the_lines_set_draws_what_it_drew_when_its_figures_were_measured(mnist_dir: Path, tmp_path: Path) -> None:
+    # what the random draws decide (digits, height, slope, paper, JPEG quality), not the encoder's bytes: a change
+    # to make_line that moves its draws would silently change the evaluation set every figure was measured on
+    read_sets.generate(tmp_path, n=3, seed=0, only=["lines"], data_dir=mnist_dir, log=lambda _: None)
+    meta = json.loads((tmp_path / "lines" / "meta.json").read_text())["items"]
+    drawn = [(m["mnist_indices"], m["height"], m["skew"], m["ruled"], m["quality"], m["tone"]) for m in meta.values()]
+    assert drawn == [([8949, 9546, 8604, 6974, 3213, 5806, 3168], 43, 1.58, True, 87, 235.963),
+                     ([326, 5367, 8058, 5375, 1457, 4673, 6120, 5197, 142, 4566], 33, 0.0, True, 88, 223.387),
+                     ([9314, 1075, 1564, 5620, 8940, 3072, 4377], 64, -1.55, False, 76, 242.648)]
+
+
+def test_numbers_in_rows_are_labelled_top_to_bottom_and_drawn_apart(mnist_dir: Path) -> None:
+    images, labels = read_sets.load_test_digits(mnist_dir)
+    ctx = read_sets.Context(images, labels, 0, [], [])
+    sample = read_sets.make_line(ctx, 0, np.random.default_rng(5), read_sets.LineRecipe(rows=3))
+    rows = sample.label.split("\n")
+    assert len(rows) == 3 and all(3 <= len(r) <= 10 and r.isdigit() for r in rows)
+    assert "".join(rows) == "".join(str(labels[j]) for j in sample.meta["mnist_indices"])
+    ink = np.asarray(Image.open(io.BytesIO(read_sets.encode(sample))).convert("L")) < 128
+    inked_rows = np.flatnonzero(ink.any(1))
+    assert (np.diff(inked_rows) > 5).sum() >= 2  # blank bands of paper between the three numbers
+
+
 def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
     robustness = _load_script("line_robustness")
     assert robustness.VARIANTS["base"] == read_sets.LineRecipe()  # the evaluation set's own recipe

@@ -280,3 +280,47 @@ def test_cut_path_search_finds_the_least_cost_path(seed: int) -> None:
                    for p in itertools.product(range(start - bend, start + bend + 1), repeat=h)
                    if all(abs(a - b) <= 1 for a, b in zip(p, p[1:])))
         assert _path_cost(ink, path, start, step) == pytest.approx(best, abs=1e-5)
+
+
+# ---- rows of writing one under another ----------------------------------------------------------------
+def _rows_of(page: np.ndarray) -> list[list[int]]:
+    """The boxes of split_rows' rows (in input pixels), top to bottom."""
+    ink, mask = preprocess(page)
+    return [bounding_box(ink, row).as_list() for row in seg.split_rows(mask)]
+
+
+def test_two_numbers_one_under_another_are_two_rows_and_every_piece_goes_with_one() -> None:
+    top = [("ring", 40, 20), ("bar", 130, 20, 14, 100), ("ring", 180, 25)]
+    below = [("bar", 60, 170, 14, 100), ("ring", 100, 170), ("ring", 190, 165), ("bar", 280, 170, 14, 100)]
+    dot = [("bar", 320, 150, 8, 8)]  # a speck between the rows, nearer the lower one
+    ink, mask = preprocess(_page(top + below + dot, size=(400, 300)))
+    rows = seg.split_rows(mask)
+    assert len(rows) == 2 and not (rows[0] & rows[1]).any() and np.array_equal(rows[0] | rows[1], mask)
+    assert _close(bounding_box(ink, rows[0]), (40, 20, 200, 105))
+    assert _close(bounding_box(ink, rows[1]), (60, 150, 268, 120))  # the speck's rows included
+    assert [len(segment(ink, row)) for row in rows] == [3, 4]
+
+
+@pytest.mark.parametrize("shapes", [
+    [("ring", 100, 20), ("ring", 100, 130), ("bar", 300, 20, 14, 210)],  # two loops stacked beside a tall 1
+    [("bar", 100, 20, 60, 14), ("bar", 100, 90, 60, 14), ("bar", 100, 160, 60, 14), ("bar", 100, 230, 60, 14)],
+    [("ring", 100 + 70 * k, 20 + 35 * k) for k in range(5)],  # a line climbing steeply: neighbours overlap
+])
+def test_stacked_strokes_of_digits_and_a_climbing_line_stay_one_row(shapes) -> None:
+    # an 8 drawn as two loops (one beside a 1 that spans both), a digit broken into four stacked bars, a steep
+    # line: bands of rows apart from each other, but none holds two pieces side by side, or the bands overlap
+    page = _page(shapes, size=(600, 320))
+    assert len(_rows_of(page)) == 1
+
+
+def test_the_reader_reads_rows_top_to_bottom_with_a_newline_between(served_model) -> None:
+    from digitrec import Recognizer
+
+    rec = Recognizer.load(served_model, gate=None)
+    ring_rows = _page([("ring", 40, 20), ("ring", 140, 20), ("ring", 60, 160), ("ring", 160, 160), ("ring", 260, 165)],
+                      size=(400, 300))
+    result = rec.read(ring_rows)
+    lines = result.digits.split("\n")
+    assert len(lines) == 2 and [len(line) for line in lines] == [2, 3] and len(result.items) == 5
+    assert [i.box[1] < 150 for i in result.items] == [True, True, False, False, False]  # items in reading order
+    assert rec.read(ring_rows, single=True).digits.count("\n") == 0  # --single: one digit, whatever the layout

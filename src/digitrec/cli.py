@@ -335,7 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             _out(json.dumps({"path": path, **result.to_dict()}))
         else:
-            shown = result.digits or f"- ({result.reason})"
+            shown = " ".join(result.digits.split("\n")) or f"- ({result.reason})"  # rows of writing, one line
             _out(f"{path}: {shown}  confidence {result.confidence:.3f}")
     return 1 if failed else 0
 

@@ -6,6 +6,7 @@ same whichever backend runs the network.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from digitrec.read.gate import LetterGate
 from digitrec.read.lines import LineReader, LineReading
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
-from digitrec.read.segment import MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, segment_readings, tallest_px
+from digitrec.read.segment import (MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, segment_readings,
+                                   split_rows, tallest_px)
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
@@ -100,17 +102,21 @@ class Recognizer:
     def read(
         self, image: Any, *, single: bool = False, threshold: float | None = None, name: str | None = None
     ) -> ReadResult:
-        """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right."""
+        """Read the digits in `image` (path, bytes, PIL image or numpy array), left to right; rows of writing one
+        above the other are read top to bottom, a newline between their digits."""
         threshold = self.threshold if threshold is None else _checked_threshold(threshold)
         ink, mask = preprocess(image, name=name)
-        pieces, why, heard = self._pieces(ink, mask, single=single)
+        rows, why = self._rows(ink, mask, single=single)
+        pieces = [piece for row, _ in rows for piece in row]
         if not pieces:
             return ReadResult("", 0.0, [], reason=why)
         crops = np.stack([p.crop for p in pieces])
-        probs = _co_read(self._probs(pieces, crops), heard)
+        probs = np.concatenate([_co_read(self._probs(row), heard) for row, heard in rows])
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
-        result = self._not_a_digit(items, crops, ink) or _decide(items, threshold)
+        breaks = np.cumsum([len(row) for row, _ in rows])[:-1].tolist()
+        # the gate judges a lone mark; rows of digits are numbers, which it was not trained on
+        result = (self._not_a_digit(items, crops, ink) if len(rows) == 1 else None) or _decide(items, threshold, breaks)
         result.crops = crops
         return result
 
@@ -136,26 +142,33 @@ class Recognizer:
     def crops(self, image: Any, *, single: bool = False, name: str | None = None) -> tuple[list[list[int]], np.ndarray]:
         """The boxes [x, y, w, h] and the 28x28 crops the model sees for `image`, left to right."""
         ink, mask = preprocess(image, name=name)
-        pieces, _, _ = self._pieces(ink, mask, single=single)
+        pieces = [piece for row, _ in self._rows(ink, mask, single=single)[0] for piece in row]
         if not pieces:
             return [], np.zeros((0, 28, 28), np.float32)
         return [p.box.as_list() for p in pieces], np.stack([p.crop for p in pieces])
 
-    def _pieces(self, ink: np.ndarray, mask: np.ndarray, *, single: bool) -> tuple[list[Piece], str, np.ndarray | None]:
-        """The digits found in the ink with their crops (and, for a line, the probabilities segmenting computed),
-        why there are none (blank, noise, specks) when there are none, and what the line reader read there
-        (probabilities [N, 10]): when segmentation alone cut another number of digits than the line reader
-        counted, the reading of the two that the line reader finds likelier (all its alignments summed)."""
+    def _rows(self, ink: np.ndarray, mask: np.ndarray, *, single: bool
+              ) -> tuple[list[tuple[list[Piece], np.ndarray | None]], str]:
+        """The digits found in the ink, a list per row of writing (top to bottom; see `_line`) with what the line
+        reader read there, and why there are none (blank, noise, specks) when there are none."""
         if not mask.any():
-            return [], ink.rejected or "blank: no ink found", None
+            return [], ink.rejected or "blank: no ink found"
         specks = f"no digit: only specks of ink under {MIN_HEIGHT_PX} px high"
         if single:
             if tallest_px(ink, mask) < MIN_HEIGHT_PX:
-                return [], specks, None
+                return [], specks
             box = bounding_box(ink, mask)  # in input pixels, whatever the working size
-            return [Piece(box, to_mnist(ink, box.as_list()), None)], "", None
+            return [([Piece(box, to_mnist(ink, box.as_list()), None)], None)], ""
+        rows = [self._line(ink, row) for row in split_rows(mask)]
+        return [row for row in rows if row[0]], specks
+
+    def _line(self, ink: np.ndarray, mask: np.ndarray) -> tuple[list[Piece], np.ndarray | None]:
+        """The digits of one line with their crops (and the probabilities segmenting computed), and what the line
+        reader read there (probabilities [N, 10]): when segmentation alone cut another number of digits than
+        the line reader counted, the reading of the two that the line reader finds likelier (all its alignments
+        summed)."""
         if self.lines is None:
-            return segment_pieces(ink, mask, score=self._score_crops), specks, None
+            return segment_pieces(ink, mask, score=self._score_crops), None
         heard: list[LineReading] = []
 
         def count(line: np.ndarray) -> int | None:
@@ -164,21 +177,21 @@ class Recognizer:
 
         pieces, alone = segment_readings(ink, mask, score=self._score_crops, count=count)
         if not heard:
-            return pieces, specks, None
+            return pieces, None
         reading = heard[0]
         mine = reading.probs_for(len(pieces))
         if alone is not None:  # segmentation alone cut another number of digits: LineNet weighs both readings
             theirs = reading.probs_for(len(alone))
             if reading.loglik(_argmax(_co_read(self._probs(alone), theirs))) > reading.loglik(
                     _argmax(_co_read(self._probs(pieces), mine))):
-                return alone, specks, theirs
-        return pieces, specks, mine
+                return alone, theirs
+        return pieces, mine
 
-    def _probs(self, pieces: list[Piece], crops: np.ndarray | None = None) -> np.ndarray:
+    def _probs(self, pieces: list[Piece]) -> np.ndarray:
         """The pieces' probabilities: those segmentation already computed, the others in one classifier call."""
         if all(p.probs is not None for p in pieces):
             return np.stack([p.probs for p in pieces])
-        return self.classify(np.stack([p.crop for p in pieces]) if crops is None else crops)
+        return self.classify(np.stack([p.crop for p in pieces]))
 
     def _score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities [N, 10] of a list of 28x28 crops, in one classifier call."""
@@ -205,8 +218,9 @@ def _checked_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
-    """Abstain from the whole reading when any digit is below the threshold; keep the guesses as items."""
+def _decide(items: list[DigitItem], threshold: float, breaks: Sequence[int] = ()) -> ReadResult:
+    """Abstain from the whole reading when any digit is below the threshold; keep the guesses as items. A new row
+    of writing starts at each index in `breaks`: a newline goes before its digits."""
     confidence = min(item.confidence for item in items)
     if not all(math.isfinite(p) for item in items for p in item.probs):  # a model whose training diverged
         return ReadResult("", 0.0, [], reason="the model gave no probabilities (NaN): its weights are broken")
@@ -214,7 +228,8 @@ def _decide(items: list[DigitItem], threshold: float) -> ReadResult:
         weakest = min(range(len(items)), key=lambda i: items[i].confidence)
         return ReadResult("", confidence, items,
                           reason=f"low confidence: digit {weakest + 1} at {confidence:.2f} < threshold {threshold:.2f}")
-    return ReadResult("".join(str(i.digit) for i in items), confidence, items)
+    return ReadResult("".join(("\n" if k in breaks else "") + str(i.digit) for k, i in enumerate(items)), confidence,
+                      items)
 
 
 def resolve_model(model: str | Path) -> list[Path]:

@@ -44,6 +44,7 @@ CUT_ROWS = 60  # cut paths through groups taller than twice this are searched on
 ATTACH_GAP = 0.1  # a short piece this close to a digit's top (in line heights) is part of it
 WORK_LINE_H = 36  # lines at least twice this high (working px) are segmented at a size where they are under it
 MIN_HEIGHT_PX = 8  # no legible digit is shorter than this many input pixels: smaller groups are specks of noise
+ROW_GAP = 0.1  # digit-sized pieces whose rows come within this many line heights of each other share a row
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,50 @@ def segment_readings(
         free = _best_path(_rated(edges, rater), len(atoms) + 1)
         other = pieces_of(free) if len(free) != len(path) else None
     return pieces_of(path), other
+
+
+def split_rows(mask: np.ndarray) -> list[np.ndarray]:
+    """The mask cut into rows of writing, top to bottom (a zip code above a phone number), each to be read as a
+    line of its own; [mask] when it holds one row. A row is a band of image rows that digit-sized pieces span
+    (pieces a line's jitter or slope moves up or down still overlap their neighbours), apart from the next band,
+    with at least two such pieces side by side: the stacked strokes of one digit (an 8 drawn as two loops, a 3
+    broken into arcs) are not rows. Every other piece goes with the band nearest its middle.
+    The bands are found on the mask pooled 2x2 (a block is ink where any of its pixels is, so no stroke breaks):
+    a quarter of the pixels to label, for every line read."""
+    even = mask[:mask.shape[0] // 2 * 2, :mask.shape[1] // 2 * 2]
+    pairs = even[::2] | even[1::2]
+    labels, n = ndimage.label(pairs[:, ::2] | pairs[:, 1::2], EIGHT)
+    if n < 4:
+        return [mask]
+    groups = _components(labels, n)
+    line_h = _line_height(groups)
+    bands: list[list[_Group]] = []
+    for g in sorted((g for g in groups if g.h >= SHORT * line_h), key=lambda g: g.y0):
+        if bands and g.y0 < max(b.y1 for b in bands[-1]) + ROW_GAP * line_h:
+            bands[-1].append(g)
+        else:
+            bands.append([g])
+    if len(bands) < 2 or not all(_side_by_side(band) for band in bands):
+        return [mask]
+    spans = [(2 * min(g.y0 for g in band), 2 * max(g.y1 for g in band)) for band in bands]
+    labels, n = ndimage.label(mask, EIGHT)
+    band_of = np.zeros(n + 1, np.int64)
+    for label, sl in enumerate(ndimage.find_objects(labels), start=1):
+        middle = (sl[0].start + sl[0].stop) / 2
+        band_of[label] = 1 + min(range(len(spans)), key=lambda k: max(spans[k][0] - middle, middle - spans[k][1], 0))
+    owner = band_of[labels]
+    return [(owner == k) & mask for k in range(1, len(spans) + 1)]
+
+
+def _side_by_side(groups: list[_Group]) -> bool:
+    """Whether two of the groups lie side by side, neither reaching over the other's columns."""
+    ordered = sorted(groups, key=lambda g: g.x0)
+    reach = ordered[0].x1
+    for g in ordered[1:]:
+        if g.x0 >= reach:
+            return True
+        reach = max(reach, g.x1)
+    return False
 
 
 def _reduced(ink: np.ndarray, labels: np.ndarray, f: int) -> tuple[Ink, np.ndarray]:
