@@ -313,6 +313,21 @@ def test_stacked_strokes_of_digits_and_a_climbing_line_stay_one_row(shapes) -> N
     assert len(_rows_of(page)) == 1
 
 
+def test_a_line_of_eights_all_broken_at_the_waist_is_one_row(served_model) -> None:
+    # every digit's upper loop in one band of rows and its lower loop in another, side by side in each: the loops
+    # are stacked pieces of digits (a gap of 0.15 of a loop's height), as segmenting the line takes them
+    from digitrec import Recognizer
+
+    im = Image.new("L", (600, 240), 255)
+    draw = ImageDraw.Draw(im)
+    for x in range(40, 520, 120):
+        draw.ellipse((x, 30, x + 70, 110), outline=0, width=12)
+        draw.ellipse((x - 5, 122, x + 75, 212), outline=0, width=12)
+    page = np.asarray(im)
+    assert len(_rows_of(page)) == 1
+    assert Recognizer.load(served_model).read(page).digits == "8888"  # "0000\n0000" if the loops were rows
+
+
 def test_the_reader_reads_rows_top_to_bottom_with_a_newline_between(served_model) -> None:
     from digitrec import Recognizer
 

@@ -45,6 +45,8 @@ ATTACH_GAP = 0.1  # a short piece this close to a digit's top (in line heights) 
 WORK_LINE_H = 36  # lines at least twice this high (working px) are segmented at a size where they are under it
 MIN_HEIGHT_PX = 8  # no legible digit is shorter than this many input pixels: smaller groups are specks of noise
 ROW_GAP = 0.1  # digit-sized pieces whose rows come within this many line heights of each other share a row
+STACK_GAP = 0.4  # pieces one above the other this many line heights apart or less may be one digit's...
+ROW_STACK_GAP = 0.2  # ...but only this close when rows are sought (a row's digits over the next row's are further)
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,9 @@ def split_rows(mask: np.ndarray) -> list[np.ndarray]:
     """The mask cut into rows of writing, top to bottom (a zip code above a phone number), each to be read as a
     line of its own; [mask] when it holds one row. A row is a band of image rows that digit-sized pieces span
     (pieces a line's jitter or slope moves up or down still overlap their neighbours), apart from the next band,
-    with at least two such pieces side by side: the stacked strokes of one digit (an 8 drawn as two loops, a 3
-    broken into arcs) are not rows. Every other piece goes with the band nearest its middle.
+    with at least two such pieces side by side; the stacked strokes of one digit (an 8 drawn as two loops, a 3
+    broken into arcs, a line of 8s all broken at the waist) are joined first, as segmenting a line joins them,
+    so they make no rows. Every other piece goes with the band nearest its middle.
     The bands are found on the mask pooled 2x2 (a block is ink where any of its pixels is, so no stroke breaks):
     a quarter of the pixels to label, for every line read."""
     even = mask[:mask.shape[0] // 2 * 2, :mask.shape[1] // 2 * 2]
@@ -200,7 +203,7 @@ def split_rows(mask: np.ndarray) -> list[np.ndarray]:
     groups = _components(labels, n)
     line_h = _line_height(groups)
     bands: list[list[_Group]] = []
-    for g in sorted((g for g in groups if g.h >= SHORT * line_h), key=lambda g: g.y0):
+    for g in sorted((g for g in _merge(groups, line_h, ROW_STACK_GAP) if g.h >= SHORT * line_h), key=lambda g: g.y0):
         if bands and g.y0 < max(b.y1 for b in bands[-1]) + ROW_GAP * line_h:
             bands[-1].append(g)
         else:
@@ -447,13 +450,14 @@ def _line_height(groups: list[_Group]) -> float:
     return float(max(heights) if len(heights) <= 2 else np.median(heights))
 
 
-def _merge(groups: list[_Group], line_h: float) -> list[_Group]:
-    """Merge stacked pieces of one digit until nothing changes (a 5's detached top, a 7's bar)."""
+def _merge(groups: list[_Group], line_h: float, max_gap: float = STACK_GAP) -> list[_Group]:
+    """Merge stacked pieces of one digit until nothing changes (a 5's detached top, a 7's bar); pieces further
+    apart than `max_gap` line heights are not one digit's."""
     merged = True
     while merged:
         merged = False
         for i, j in combinations(range(len(groups)), 2):
-            if _stacked(groups[i], groups[j], line_h):
+            if _stacked(groups[i], groups[j], line_h, max_gap):
                 groups[i] = groups[i].union(groups[j])
                 del groups[j]
                 merged = True
@@ -461,13 +465,13 @@ def _merge(groups: list[_Group], line_h: float) -> list[_Group]:
     return sorted(groups, key=lambda g: g.x0)
 
 
-def _stacked(a: _Group, b: _Group, line_h: float) -> bool:
+def _stacked(a: _Group, b: _Group, line_h: float, max_gap: float = STACK_GAP) -> bool:
     """Pieces whose x-ranges mostly overlap, one above the other: not both spanning most of their joint
     height (that is two digits side by side, a 1 under the bar of a 7) and not far apart."""
     overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
     v_gap = max(a.y0, b.y0) - min(a.y1, b.y1)
     both_tall = min(a.h, b.h) >= 0.7 * (max(a.y1, b.y1) - min(a.y0, b.y0))
-    return not both_tall and v_gap <= 0.4 * line_h and overlap >= 0.5 * min(a.w, b.w)
+    return not both_tall and v_gap <= max_gap * line_h and overlap >= 0.5 * min(a.w, b.w)
 
 
 def _attach_tops(groups: list[_Group], line_h: float) -> list[_Group]:
