@@ -25,7 +25,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
@@ -75,7 +75,8 @@ class Item(BaseModel):
 class ReadOut(BaseModel):
     """The same object `digitrec predict --json` prints for one input (without its path)."""
 
-    digits: str
+    digits: str = Field(description="the digits read, left to right; rows of writing one under another top to "
+                                    "bottom with a newline between; empty when abstaining (see reason)")
     confidence: float
     items: list[Item]
     reason: str | None = None
