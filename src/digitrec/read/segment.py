@@ -202,12 +202,9 @@ def split_rows(mask: np.ndarray) -> list[np.ndarray]:
         return [mask]
     groups = _components(labels, n)
     line_h = _line_height(groups)
-    bands: list[list[_Group]] = []
-    for g in sorted((g for g in _merge(groups, line_h, ROW_STACK_GAP) if g.h >= SHORT * line_h), key=lambda g: g.y0):
-        if bands and g.y0 < max(b.y1 for b in bands[-1]) + ROW_GAP * line_h:
-            bands[-1].append(g)
-        else:
-            bands.append([g])
+    if len(_bands(groups, line_h)) < 2:  # joining pieces only joins bands: most lines end here, unjoined
+        return [mask]
+    bands = _bands(_merge(groups, line_h, ROW_STACK_GAP), line_h)
     if len(bands) < 2 or not all(_side_by_side(band) for band in bands):
         return [mask]
     spans = [(2 * min(g.y0 for g in band), 2 * max(g.y1 for g in band)) for band in bands]
@@ -218,6 +215,18 @@ def split_rows(mask: np.ndarray) -> list[np.ndarray]:
         band_of[label] = 1 + min(range(len(spans)), key=lambda k: max(spans[k][0] - middle, middle - spans[k][1], 0))
     owner = band_of[labels]
     return [(owner == k) & mask for k in range(1, len(spans) + 1)]
+
+
+def _bands(groups: list[_Group], line_h: float) -> list[list[_Group]]:
+    """The digit-sized groups (SHORT line heights or taller) in bands of image rows, top to bottom: a group joins
+    the band above when it starts less than ROW_GAP line heights below the band's lowest ink."""
+    bands: list[list[_Group]] = []
+    for g in sorted((g for g in groups if g.h >= SHORT * line_h), key=lambda g: g.y0):
+        if bands and g.y0 < max(b.y1 for b in bands[-1]) + ROW_GAP * line_h:
+            bands[-1].append(g)
+        else:
+            bands.append([g])
+    return bands
 
 
 def _side_by_side(groups: list[_Group]) -> bool:
