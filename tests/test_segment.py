@@ -339,3 +339,16 @@ def test_the_reader_reads_rows_top_to_bottom_with_a_newline_between(served_model
     assert len(lines) == 2 and [len(line) for line in lines] == [2, 3] and len(result.items) == 5
     assert [i.box[1] < 150 for i in result.items] == [True, True, False, False, False]  # items in reading order
     assert rec.read(ring_rows, single=True).digits.count("\n") == 0  # --single: one digit, whatever the layout
+
+
+@pytest.mark.parametrize("name", ["rows_4879572032_94782.jpg", "rows_381_179195.jpg"])
+def test_numbers_of_mnist_digits_one_under_another_read_row_by_row(name: str) -> None:
+    # Made as `line_robustness.py`'s rows2 variant makes pages (digits 28-40 px high, generator seed 4242): read as
+    # one line before rows were sought, the two numbers' digits came out interleaved.
+    from pathlib import Path
+
+    from digitrec.read.recognizer import Recognizer
+
+    truth = name[len("rows_"):-len(".jpg")].replace("_", "\n")
+    result = Recognizer.load().read(Path(__file__).parent / "data" / "read" / name)
+    assert result.digits == truth and result.confidence > 0.5
