@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,14 @@ def test_multipart_field_image_reads_a_number_left_to_right(client, number):
     for item in body["items"]:
         assert len(item["probs"]) == 10 and abs(sum(item["probs"]) - 1) < 1e-3
         assert len(item["box"]) == 4 and item["box"][2] > 0 and item["box"][3] > 0
+
+
+def test_numbers_one_under_another_come_back_row_by_row(client):
+    # the page of tests/data/read made as line_robustness.py's rows2 pages are: a newline between the rows
+    page = (Path(__file__).parent / "data" / "read" / "rows_381_179195.jpg").read_bytes()
+    body = client.post("/v1/read", files={"image": ("rows.jpg", page, "image/jpeg")}).json()
+    assert body["digits"] == "381\n179195" and len(body["items"]) == 9
+    assert max(i["box"][1] for i in body["items"][:3]) < min(i["box"][1] for i in body["items"][3:])
 
 
 def test_single_and_threshold_options_from_query_or_form(client, number, seven):
