@@ -6,6 +6,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,14 +185,19 @@ def test_numbers_in_rows_are_labelled_top_to_bottom_and_drawn_apart(mnist_dir: P
     assert (np.diff(inked_rows) > 5).sum() >= 2  # blank bands of paper between the three numbers
 
 
+def _variants_written(script: Any, only: list[str], tmp_path: Path, mnist_dir: Path) -> dict[str, Any]:
+    """A robustness benchmark's `main` run on 3 images of each of `only`: the variants its JSON holds."""
+    out = tmp_path / "robustness.json"
+    assert script.main(["--n", "3", "--only", *only, "--json", str(out), "--data-dir", str(mnist_dir)]) == 0
+    variants = json.loads(out.read_text())["variants"]
+    assert set(variants) == set(only)
+    return variants
+
+
 def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
     robustness = _load_script("line_robustness")
     assert robustness.VARIANTS["base"] == read_sets.LineRecipe()  # the evaluation set's own recipe
-    out = tmp_path / "robustness.json"
-    args = ["--n", "3", "--only", "base", "slope6", "--json", str(out), "--data-dir", str(mnist_dir)]
-    assert robustness.main(args) == 0
-    variants = json.loads(out.read_text())["variants"]
-    assert set(variants) == {"base", "slope6"}
+    variants = _variants_written(robustness, ["base", "slope6"], tmp_path, mnist_dir)
     for figures in variants.values():
         assert figures["n"] == 3 and figures["reader"] * 3 in (0, 1, 2, 3) and 0 <= figures["segmentation_alone"] <= 1
     assert variants["slope6"]["style"]["skew"] == 6.0 and variants["slope6"]["style"]["skew_p"] == 1.0
@@ -220,10 +226,6 @@ def test_canvas_robustness_draws_each_variant_as_described_and_writes_json(mnist
         ys, xs = np.nonzero(alpha)
         assert image.mode == "RGBA" and image.size == (280, 280) and not np.asarray(image)[..., :3].any()
         assert label in "0123456789" and lo // 2 <= ys.max() - ys.min() < hi and xs.max() - xs.min() < hi
-    out = tmp_path / "canvas.json"
-    args = ["--n", "3", "--only", "set", "plain", "--json", str(out), "--data-dir", str(mnist_dir)]
-    assert robustness.main(args) == 0
-    variants = json.loads(out.read_text())["variants"]
-    assert set(variants) == {"set", "plain"}
+    variants = _variants_written(robustness, ["set", "plain"], tmp_path, mnist_dir)
     for figures in variants.values():
         assert figures["n"] == 3 and figures["no_gate"] * 3 in (0, 1, 2, 3) and figures["right_ones_gate_turned_away"] <= 3

@@ -335,7 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             _out(json.dumps({"path": path, **result.to_dict()}))
         else:
-            shown = " ".join(result.digits.split("\n")) or f"- ({result.reason})"  # rows of writing, one line
+            shown = result.digits.replace("\n", " ") or f"- ({result.reason})"  # rows of writing, one line
             _out(f"{path}: {shown}  confidence {result.confidence:.3f}")
     return 1 if failed else 0
 

@@ -36,7 +36,7 @@ def explain_image(source, result: ReadResult, crops: np.ndarray | None, path: st
     for i, crop in enumerate(crops):
         im = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize((tile, tile), Image.NEAREST)
         canvas.paste(im.convert("RGB"), (i * tile, shown.height))
-    answer = " / ".join(result.digits.split("\n")) or "(nothing read)"  # rows of writing on one line of text
+    answer = result.digits.replace("\n", " / ") or "(nothing read)"  # rows of writing on one line of text
     note = f"read: {answer}  confidence {result.confidence:.2f}" + (f"  [{result.reason}]" if result.reason else "")
     ImageDraw.Draw(canvas).text((4, shown.height + tile + 16), note, fill="black")
     return _save_png(canvas, Path(path))

@@ -213,8 +213,8 @@ def split_rows(mask: np.ndarray) -> list[np.ndarray]:
     for label, sl in enumerate(ndimage.find_objects(labels), start=1):
         middle = (sl[0].start + sl[0].stop) / 2
         band_of[label] = 1 + min(range(len(spans)), key=lambda k: max(spans[k][0] - middle, middle - spans[k][1], 0))
-    owner = band_of[labels]
-    return [(owner == k) & mask for k in range(1, len(spans) + 1)]
+    owner = band_of[labels]  # 0 off the ink
+    return [owner == k for k in range(1, len(spans) + 1)]
 
 
 def _bands(groups: list[_Group], line_h: float) -> list[list[_Group]]:
