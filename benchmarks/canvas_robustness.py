@@ -42,7 +42,8 @@ def boxed(size: tuple[int, int], resample: Image.Resampling) -> Maker:
         top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
         rgba = np.zeros((CANVAS, CANVAS, 4), np.uint8)
         rgba[top:top + side, left:left + side, 3] = box
-        return encode(Sample(Image.fromarray(rgba, "RGBA"), str(ctx.labels[idx]))), str(ctx.labels[idx])
+        label = str(ctx.labels[idx])
+        return encode(Sample(Image.fromarray(rgba, "RGBA"), label)), label
 
     return make
 

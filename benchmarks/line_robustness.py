@@ -77,9 +77,9 @@ def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None, di
 
 
 def validation_digits(data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 training digits every training run holds out for validation (split seed 0), as uint8 [N, 28, 28]
+    """The training digits every training run holds out for validation (the default split), as uint8 [N, 28, 28]
     and labels: lines of them choose between line readers without looking at the test digits."""
-    val = load_splits(data_dir, val_size=5000, split_seed=0)["val"]
+    val = load_splits(data_dir)["val"]
     return val.images.reshape(-1, 28, 28).numpy(), val.labels.numpy().astype(np.int64)
 
 

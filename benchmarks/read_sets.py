@@ -375,7 +375,7 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe 
     With `style.rows` > 1, that many numbers one under another, 0.3-1 digit heights apart, each indented by up
     to a digit height; the label holds them top to bottom, a newline between."""
     ink, idx, height, skew, touching = _line_ink(ctx, rng, style)
-    labels = ["".join(str(ctx.labels[j]) for j in idx)]
+    labels = [_number(ctx, idx)]
     for _ in range(style.rows - 1):
         below, more, _, _, more_touching = _line_ink(ctx, rng, style, height)
         touching += more_touching
@@ -384,7 +384,7 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe 
         stacked[:ink.shape[0], :ink.shape[1]] = ink
         stacked[ink.shape[0] + gap:, indent:indent + below.shape[1]] = below
         ink, idx = stacked, np.concatenate([idx, more])
-        labels.append("".join(str(ctx.labels[j]) for j in more))
+        labels.append(_number(ctx, more))
     ink = with_margins(ink, rng, 0.2, 1.0, cap=4000)
     paper = Paper.random(rng, uneven=True)
     if style.blur:
@@ -396,6 +396,11 @@ def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe 
     meta = {"mnist_indices": idx.tolist(), "height": height, "skew": round(skew, 2),
             "touching_gaps": touching, "ruled": paper.rule is not None, **paper_meta(paper)}
     return Sample(paper.render(ink, rng), "\n".join(labels), "jpg", quality, meta)
+
+
+def _number(ctx: Context, idx: np.ndarray) -> str:
+    """The digits of the MNIST test images `idx`, as one string."""
+    return "".join(str(ctx.labels[j]) for j in idx)
 
 
 def _line_ink(ctx: Context, rng: np.random.Generator, style: LineRecipe, height: int | None = None
