@@ -53,6 +53,24 @@ def test_a_line_is_classified_once_and_the_probabilities_are_reused(mnist_dir):
             assert not np.allclose(probs, rec.classify(result.crops), atol=1e-3)
 
 
+def test_a_lone_digit_gets_the_line_readers_second_opinion_at_its_own_weight(mnist_dir):
+    from digitrec.read.recognizer import LONE_WEIGHT
+
+    test = load_mnist(mnist_dir, log=lambda _: None)["test"]
+    images = test.images[:8].numpy()
+    plain, both = digitrec.Recognizer.load(lines=None), digitrec.Recognizer.load()
+    for image in images:
+        page = np.pad(255 - image, 20, constant_values=255)  # one dark digit on light paper
+        alone, paired = plain.read(page, single=True), both.read(page, single=True)
+        classifier = plain.classify(alone.crops)[0]
+        np.testing.assert_allclose(alone.items[0].probs, classifier, atol=1e-5)
+        np.testing.assert_allclose(paired.crops, alone.crops)
+        heard = (np.array(paired.items[0].probs) - (1 - LONE_WEIGHT) * classifier) / LONE_WEIGHT
+        # what is left is the line reader's reading of the digit: a probability vector of its own
+        assert heard.min() >= -1e-4 and abs(heard.sum() - 1) < 1e-3
+        assert not np.allclose(heard, classifier, atol=1e-3)
+
+
 def test_the_default_model_reads_through_its_shipped_int8_export_and_agrees_with_eager(mnist_dir):
     test = load_mnist(mnist_dir, log=lambda _: None)["test"]
     images = test.images[:1000].numpy().astype(np.float32) / 255
