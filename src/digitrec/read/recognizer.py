@@ -25,7 +25,7 @@ from digitrec.read.segment import (MIN_HEIGHT_PX, Piece, bounding_box, segment_p
 from digitrec.training.checkpoint import shipped_weights
 
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
-# ...and of a lone digit read with single=True: there the classifier errs less than LineNet (development canvases:
+# ...and of a lone digit (a reading of one): there the classifier errs less than LineNet (development canvases:
 # 99.55 against 98.70 % of 8,000), so its second opinion counts for less (chosen on development sets, README)
 LONE_WEIGHT = 0.3
 GATE_PIECES = 4  # readings of at most this many pieces are shown to the letter gate (a W is often cut in four)
@@ -114,8 +114,7 @@ class Recognizer:
         if not pieces:
             return ReadResult("", 0.0, [], reason=why)
         crops = np.stack([p.crop for p in pieces])
-        weight = LONE_WEIGHT if single else LINE_WEIGHT
-        probs = np.concatenate([_co_read(self._probs(row), heard, weight) for row, heard in rows])
+        probs = np.concatenate([_co_read(self._probs(row), heard) for row, heard in rows])
         items = [DigitItem(int(p.argmax()), float(p.max()), piece.box.as_list(), [round(float(v), 6) for v in p])
                  for piece, p in zip(pieces, probs)]
         breaks = np.cumsum([len(row) for row, _ in rows])[:-1].tolist()
@@ -211,11 +210,12 @@ class Recognizer:
         return self.classify(np.stack(crops))
 
 
-def _co_read(probs: np.ndarray, heard: np.ndarray | None, weight: float = LINE_WEIGHT) -> np.ndarray:
-    """The classifier's probabilities of a line's pieces averaged with the line reader's (its share `weight`),
-    when it read as many."""
+def _co_read(probs: np.ndarray, heard: np.ndarray | None) -> np.ndarray:
+    """The classifier's probabilities of a line's pieces averaged with the line reader's, when it read as many (its
+    share LINE_WEIGHT, or LONE_WEIGHT for a lone digit)."""
     if heard is None or len(heard) != len(probs):
         return probs
+    weight = LONE_WEIGHT if len(probs) == 1 else LINE_WEIGHT
     return (1 - weight) * probs + weight * heard  # two readers of the same digits
 
 
