@@ -368,6 +368,7 @@ class LineRecipe:
     quality: tuple[int, int] = (50, 90)  # JPEG quality
     blur: tuple[float, float] | None = None  # Gaussian blur sigma in px, instead of the paper's own
     rows: int = 1  # numbers written one under another (each a line as above, digits of one height)
+    digits: tuple[int, int] = (3, 10)  # how many digits a number has (inclusive range)
 
 
 def make_line(ctx: Context, i: int, rng: np.random.Generator, style: LineRecipe = LineRecipe()) -> Sample:
@@ -407,7 +408,7 @@ def _line_ink(ctx: Context, rng: np.random.Generator, style: LineRecipe, height:
               ) -> tuple[np.ndarray, np.ndarray, int, float, int]:
     """One number's ink, cut to it: its ink, MNIST indices, digit height (drawn unless given), skew in degrees
     and how many of its gaps touch."""
-    count = int(rng.integers(3, 11))
+    count = int(rng.integers(style.digits[0], style.digits[1] + 1))
     idx = rng.integers(0, len(ctx.labels), count)
     height = log_uniform(rng, *style.height) if height is None else height
     glyphs = [scale_to_height(digit_ink(ctx.images[j]), max(12, round(height * rng.uniform(*style.size))), rng)
@@ -419,7 +420,7 @@ def _line_ink(ctx: Context, rng: np.random.Generator, style: LineRecipe, height:
     climb = style.drift * height * (1 if rng.random() < 0.5 else -1) if style.drift else 0.0
     ink, x = np.zeros((band, int(sum(g.shape[1] for g in glyphs) + sum(gaps)) + 2), np.float32), 1.0
     for k, g in enumerate(glyphs):
-        along = climb * (k / (count - 1) - 0.5)
+        along = climb * (k / max(count - 1, 1) - 0.5)
         jitter = np.clip(rng.normal(0, style.rise * height), -2.5 * style.rise * height, 2.5 * style.rise * height)
         top = min(max((band - g.shape[0]) // 2 + int(along + jitter), 0), band - g.shape[0])
         box = (slice(top, top + g.shape[0]), slice(int(x), int(x) + g.shape[1]))

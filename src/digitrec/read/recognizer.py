@@ -20,7 +20,7 @@ from digitrec.read.gate import LetterGate
 from digitrec.read.lines import LineReader, LineReading
 from digitrec.read.normalize import preprocess, to_mnist
 from digitrec.read import DEFAULT_THRESHOLD
-from digitrec.read.segment import (MIN_HEIGHT_PX, Piece, bounding_box, segment_pieces, segment_readings,
+from digitrec.read.segment import (MIN_HEIGHT_PX, Box, Piece, bounding_box, segment_pieces, segment_readings,
                                    split_rows, tallest_px)
 from digitrec.training.checkpoint import shipped_weights
 
@@ -28,6 +28,10 @@ LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is a
 # ...and of a lone digit (a reading of one): there the classifier errs less than LineNet (development canvases:
 # 99.55 against 98.70 % of 8,000), so its second opinion counts for less (chosen on development sets, README)
 LONE_WEIGHT = 0.3
+# Two pieces are read as one digit instead when their joint box is at most ONE_ASPECT times as wide as it is high,
+# and the classifier reads the whole at least ONE_GAIN times as confidently as the pieces (their geometric mean),
+# and at least ONE_MIN (chosen on development sets: lone digits read as numbers, and two-digit numbers; README)
+ONE_ASPECT, ONE_GAIN, ONE_MIN = 1.2, 1.2, 0.9
 GATE_PIECES = 4  # readings of at most this many pieces are shown to the letter gate (a W is often cut in four)
 BUILTIN = {"default": ("default.pt",),
            "default-ensemble": ("default.pt", "ensemble-1.pt", "ensemble-2.pt", "ensemble-3.pt", "ensemble-4.pt")}
@@ -176,9 +180,35 @@ class Recognizer:
 
     def _line(self, ink: np.ndarray, mask: np.ndarray) -> tuple[list[Piece], np.ndarray | None]:
         """The digits of one line with their crops (and the probabilities segmenting computed), and what the line
-        reader read there (probabilities [N, 10]): when segmentation alone cut another number of digits than
-        the line reader counted, the reading of the two that the line reader finds likelier (all its alignments
-        summed)."""
+        reader read there (probabilities [N, 10]); two pieces that make one digit (`_as_one`) are read as one."""
+        pieces, heard = self._segmented(ink, mask)
+        return self._as_one(ink, pieces, heard) or (pieces, heard)
+
+    def _as_one(self, ink: np.ndarray, pieces: list[Piece], heard: np.ndarray | None
+                ) -> tuple[list[Piece], None] | None:
+        """The two pieces read as one digit, when together they are shaped like one (ONE_ASPECT) and the classifier
+        reads them whole far more confidently than apart (ONE_GAIN, ONE_MIN): a hatched 0 cut into "80", a small 9
+        into "98", a 5 whose bar stands apart into "52". The line reader, which learned lines of several digits,
+        often counts two in a lone digit; two digits side by side are wider, and each is read confidently."""
+        if len(pieces) != 2:
+            return None
+        boxes = [p.box for p in pieces]
+        x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
+        x1, y1 = max(b.x + b.w for b in boxes), max(b.y + b.h for b in boxes)
+        if x1 - x0 > ONE_ASPECT * (y1 - y0):
+            return None
+        box = Box(x0, y0, x1 - x0, y1 - y0)
+        crop = to_mnist(ink, box.as_list())
+        whole = self.classify(crop[None])[0]
+        apart = math.sqrt(float(_co_read(self._probs(pieces), heard).max(1).prod()))
+        if float(whole.max()) < max(ONE_MIN, ONE_GAIN * apart):
+            return None
+        return [Piece(box, crop, whole)], None
+
+    def _segmented(self, ink: np.ndarray, mask: np.ndarray) -> tuple[list[Piece], np.ndarray | None]:
+        """The line as segmentation cut it, and what the line reader read there: when segmentation alone cut
+        another number of digits than the line reader counted, the reading of the two that the line reader finds
+        likelier (all its alignments summed)."""
         if self.lines is None:
             return segment_pieces(ink, mask, score=self._score_crops), None
         heard: list[LineReading] = []
