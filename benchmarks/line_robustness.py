@@ -44,6 +44,7 @@ VARIANTS = {  # name: the evaluation set's style with one knob moved
     "size35": replace(BASE, size=(0.65, 1.35)),
     "rows2": replace(BASE, rows=2),  # two numbers one under another, read top to bottom
     "rows3": replace(BASE, rows=3),
+    "short": replace(BASE, digits=(1, 2)),  # a lone digit or a pair, as a form's field or an age holds
 }
 
 

@@ -185,6 +185,15 @@ def test_numbers_in_rows_are_labelled_top_to_bottom_and_drawn_apart(mnist_dir: P
     assert (np.diff(inked_rows) > 5).sum() >= 2  # blank bands of paper between the three numbers
 
 
+def test_a_recipe_sets_how_many_digits_a_number_has(mnist_dir: Path) -> None:
+    images, labels = read_sets.load_test_digits(mnist_dir)
+    ctx = read_sets.Context(images, labels, 0, [], [])
+    for digits, lengths in (((1, 2), {1, 2}), ((1, 1), {1}), ((3, 10), set(range(3, 11)))):
+        recipe = read_sets.LineRecipe(digits=digits, drift=0.5)  # a climbing baseline too: one digit has no slope
+        seen = {len(read_sets.make_line(ctx, i, np.random.default_rng(i), recipe).label) for i in range(40)}
+        assert seen <= lengths and len(seen) >= min(len(lengths), 2)
+
+
 def _variants_written(script: Any, only: list[str], tmp_path: Path, mnist_dir: Path) -> dict[str, Any]:
     """A robustness benchmark's `main` run on 3 images of each of `only`: the variants its JSON holds."""
     out = tmp_path / "robustness.json"
