@@ -6,7 +6,7 @@ same whichever backend runs the network.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,9 +138,7 @@ class Recognizer:
         if len(items) == 1:
             whole = crops
         else:
-            x0, y0 = min(i.box[0] for i in items), min(i.box[1] for i in items)
-            x1, y1 = max(i.box[0] + i.box[2] for i in items), max(i.box[1] + i.box[3] for i in items)
-            whole = to_mnist(ink, [x0, y0, x1 - x0, y1 - y0])[None]
+            whole = to_mnist(ink, _joint(Box(*i.box) for i in items).as_list())[None]
         score = float(self.gate.scores(whole)[0])
         if score <= self.gate.threshold:
             return None
@@ -194,12 +192,9 @@ class Recognizer:
         often counts two in a lone digit; two digits side by side are wider, and each is read confidently."""
         if len(pieces) != 2:
             return None
-        boxes = [p.box for p in pieces]
-        x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
-        x1, y1 = max(b.x + b.w for b in boxes), max(b.y + b.h for b in boxes)
-        if x1 - x0 > ONE_ASPECT * (y1 - y0):
+        box = _joint(p.box for p in pieces)
+        if box.w > ONE_ASPECT * box.h:
             return None
-        box = Box(x0, y0, x1 - x0, y1 - y0)
         crop = to_mnist(ink, box.as_list())
         whole = self.classify(crop[None])[0]
         apart = math.sqrt(float(_co_read(self._probs(pieces), heard).max(1).prod()))
@@ -249,6 +244,13 @@ def _co_read(probs: np.ndarray, heard: np.ndarray | None) -> np.ndarray:
         return probs
     weight = LONE_WEIGHT if len(probs) == 1 else LINE_WEIGHT
     return (1 - weight) * probs + weight * heard  # two readers of the same digits
+
+
+def _joint(boxes: Iterable[Box]) -> Box:
+    """The smallest box holding all of `boxes` (input pixels)."""
+    boxes = list(boxes)
+    x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
+    return Box(x0, y0, max(b.x + b.w for b in boxes) - x0, max(b.y + b.h for b in boxes) - y0)
 
 
 def _argmax(probs: np.ndarray) -> str:
