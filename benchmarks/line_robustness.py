@@ -1,6 +1,7 @@
 """One-line numbers made as the evaluation set's are, but with one way of writing them pushed past the set's
 range: a steeper slope, a drifting baseline, wider or tighter gaps, digits of uneven size or height, smaller or
-bigger digits, harsher JPEG, more blur. Each variant's whole-string accuracy, with the line reader and with
+bigger digits, harsher JPEG, more blur; and lines made the simplest way there is (`tiles`: MNIST's whole 28x28 boxes
+side by side, as they come). Each variant's whole-string accuracy, with the line reader and with
 segmentation alone, shows what a held-out set made another way would cost. Prints a table and writes JSON.
 
     python benchmarks/line_robustness.py [--n 200] [--only base slope6 ...]
@@ -13,7 +14,7 @@ import argparse
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,29 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_quality import write_json  # noqa: E402
-from read_sets import Context, LineRecipe, encode, load_test_digits, make_line  # noqa: E402
+from PIL import Image  # noqa: E402
+from read_sets import Context, LineRecipe, Sample, encode, load_test_digits, make_line  # noqa: E402
 
 from digitrec.data.mnist import load_splits  # noqa: E402
 from digitrec.read.recognizer import Recognizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "line_robustness.json"
 BASE = LineRecipe()
-VARIANTS = {  # name: the evaluation set's style with one knob moved
+
+
+def make_tiles(ctx: Context, i: int, rng: np.random.Generator) -> Sample:
+    """A number of 3-10 MNIST digits made the simplest way: their whole 28x28 boxes side by side (so 8 px or more
+    apart, but for a digit that fills its box), dark on white, enlarged 1-4x, JPEG quality 50-90."""
+    idx = rng.integers(0, len(ctx.labels), int(rng.integers(3, 11)))
+    strip = Image.fromarray(255 - np.hstack([ctx.images[j] for j in idx]))
+    scale = float(rng.uniform(1.0, 4.0))
+    strip = strip.resize((round(strip.width * scale), round(strip.height * scale)), Image.Resampling.BILINEAR)
+    return Sample(strip, "".join(str(ctx.labels[j]) for j in idx), "jpg", int(rng.integers(50, 91)),
+                  {"mnist_indices": idx.tolist(), "scale": round(scale, 2)})
+
+
+VARIANTS: dict[str, LineRecipe | Callable[[Context, int, np.random.Generator], Sample]] = {
+    # name: the evaluation set's style with one knob moved, or (tiles) another maker
     "base": BASE,
     "slope6": replace(BASE, skew=6.0, skew_p=1.0),
     "drift": replace(BASE, drift=0.5),
@@ -45,6 +61,7 @@ VARIANTS = {  # name: the evaluation set's style with one knob moved
     "rows2": replace(BASE, rows=2),  # two numbers one under another, read top to bottom
     "rows3": replace(BASE, rows=3),
     "short": replace(BASE, digits=(1, 2)),  # a lone digit or a pair, as a form's field or an age holds
+    "tiles": make_tiles,
 }
 
 
@@ -63,14 +80,15 @@ def run(n: int, only: Sequence[str], seed: int, data_dir: Path | None = None, di
         misses: list[dict[str, str]] = []
         for i in range(n):
             rng = np.random.default_rng([seed, zlib.crc32(name.encode()), i])
-            sample = make_line(ctx, i, rng, style)
+            sample = make_line(ctx, i, rng, style) if isinstance(style, LineRecipe) else style(ctx, i, rng)
             data = encode(sample)
             for key, reader in readers.items():
                 got = reader.read(data).digits
                 right[key] += got == sample.label
                 if key == "reader" and got != sample.label and len(misses) < 5:
                     misses.append({"truth": sample.label, "read": got})
-        out[name] = {"n": n, **{k: right[k] / n for k in readers}, "style": asdict(style), "misses": misses,
+        recipe = asdict(style) if isinstance(style, LineRecipe) else style.__name__
+        out[name] = {"n": n, **{k: right[k] / n for k in readers}, "style": recipe, "misses": misses,
                      "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name:12s} {out[name]['reader']:7.1%} {out[name]['segmentation_alone']:9.1%}   "
               f"{', '.join((m['truth'] + '→' + (m['read'] or '∅')).replace(chr(10), '/') for m in misses[:3])}", flush=True)

@@ -212,6 +212,23 @@ def test_line_robustness_reads_each_variant_and_writes_json(mnist_dir: Path, tmp
     assert variants["slope6"]["style"]["skew"] == 6.0 and variants["slope6"]["style"]["skew_p"] == 1.0
 
 
+def test_line_robustness_tiles_are_mnist_boxes_side_by_side(mnist_dir: Path, tmp_path: Path) -> None:
+    robustness = _load_script("line_robustness")
+    images, labels = read_sets.load_test_digits(mnist_dir)
+    ctx = read_sets.Context(images, labels, 9001, [], [])
+    sample = robustness.make_tiles(ctx, 0, np.random.default_rng(3))
+    idx, scale = sample.meta["mnist_indices"], sample.meta["scale"]
+    assert 3 <= len(idx) <= 10 and 1.0 <= scale <= 4.0 and sample.fmt == "jpg"
+    assert sample.label == "".join(str(labels[j]) for j in idx)
+    width, height = sample.image.size  # the meta's scale is rounded to 0.01
+    assert abs(width - 28 * len(idx) * scale) <= 1 and abs(height - 28 * scale) <= 1
+    small = np.asarray(sample.image.resize((28 * len(idx), 28), Image.Resampling.BOX), np.float32)
+    truth = 255.0 - np.hstack([images[j] for j in idx])
+    assert np.abs(small - truth).mean() < 12  # dark digits on white, in the order of the label
+    variants = _variants_written(robustness, ["tiles"], tmp_path, mnist_dir)
+    assert variants["tiles"]["style"] == "make_tiles" and variants["tiles"]["n"] == 3
+
+
 def test_line_robustness_on_validation_digits_uses_the_held_out_training_digits(mnist_dir: Path) -> None:
     robustness = _load_script("line_robustness")
     images, labels = robustness.validation_digits(mnist_dir)
