@@ -175,7 +175,9 @@ def test_a_texture_of_many_straight_runs_is_not_searched_for_boxes(monkeypatch) 
                                          ("box_5.jpg", "5"), ("box_bold_1.png", "1"), ("grid_3.jpg", "3"),
                                          ("grid_5.jpg", "5"), ("grid_bold_8.jpg", "8"), ("grid_hidden_2.png", "2"),
                                          ("grid_hidden_1.png", "1"), ("ruled_small_6.jpg", "6"),
-                                         ("grid_dense_2.jpg", "2"), ("grid_dense_2b.jpg", "2")])
+                                         ("grid_dense_2.jpg", "2"), ("grid_dense_2b.jpg", "2"),
+                                         ("grid_dark_small_2.png", "2"), ("grid_dark_small_5.png", "5"),
+                                         ("grid_dark_small_3.png", "3")])
 def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     # Development forms (read_sets.py --only forms --seed 12345) that were misread before rules were removed:
     # the box's side read as a 1 beside the digit, ruled and grid lines joined into its strokes. The next three
@@ -184,6 +186,9 @@ def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     # line reached past it. The last three (seed 777, 2026-12-07) are small scans: a ruled line blurred to 5 px
     # of mask, too deep for the least length of a rule, read the 6 as a 5; and two dense dark grids whose rows'
     # medians are not skewed enough to show squared paper, but repeat at the grid's step, read as blank pages.
+    # The last three (seed 12345, 2026-12-07 night): small digits on a grid as dark and dense, read as blank pages
+    # too: the grid was found, but the ink's floor stayed three times the paper's spread, which its lines widen
+    # past the ink's own level, instead of three times the paper's grain.
     from digitrec.read.recognizer import Recognizer
 
     assert Recognizer.load().read(DATA / name).digits == truth

@@ -106,12 +106,18 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     if min(gray.shape) < 3:  # a strip a pixel or two thin holds no digit (and has no neighbours to compare)
         return *none, None
     d, noise = _ink_signal(gray)
-    floor = max(0.03, 3.0 * noise)
     top = _robust_max(d)
-    if not _stands_out(top, noise) and not (rules and _squared(gray, d, top, noise)):
-        return *none, None
+    grain = None
+    if not _stands_out(top, noise):
+        grain = _squared(gray, d, top, noise) if rules else None
+        if grain is None:
+            return *none, None
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
+    floor = max(0.03, 3.0 * noise)
+    if grain and floor >= level:  # a grid as dark as the ink widens the spread past the ink's level: above the
+        floor = max(0.03, 3.0 * grain)  # grain, its lines are ink until `remove_rules` takes them out (a page with
+        # no grain at all is drawn, not scanned: a checkerboard, whose squares would all be ink)
     if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
         return *none, None  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
@@ -132,15 +138,17 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     return ink.astype(np.float32, copy=False), mask, None
 
 
-def _squared(gray: np.ndarray, d: np.ndarray, top: float, noise: float) -> bool:
-    """Whether ink that does not stand out from the paper's spread (`noise`) is on squared paper: it stands out
-    from the paper's grain (a grid's lines widen the spread, not the grain), and the rows and columns show
-    printed lines (smooth blotches, such as blurred noise, have little grain too, but no lines)."""
+def _squared(gray: np.ndarray, d: np.ndarray, top: float, noise: float) -> float | None:
+    """The paper's grain (its noise sigma) when ink that does not stand out from the paper's spread (`noise`) is
+    on squared paper, else None: the ink stands out from the grain (a grid's lines widen the spread, not the
+    grain), and the rows and columns show printed lines (smooth blotches, such as blurred noise, have little grain
+    too, but no lines)."""
     grain = _sigma(np.diff(gray[::2], axis=1), 0.0) / np.sqrt(2.0)  # neighbours' differences: lines show at edges
     if grain > noise / 2 or not _stands_out(top, grain):
-        return False
+        return None
     rows, cols = np.median(d, axis=1), np.median(d, axis=0)
-    return min(_skew(rows), _skew(cols)) >= GRID_SKEW or min(_periodicity(rows), _periodicity(cols)) >= GRID_PERIODIC
+    lined = min(_skew(rows), _skew(cols)) >= GRID_SKEW or min(_periodicity(rows), _periodicity(cols)) >= GRID_PERIODIC
+    return grain if lined else None
 
 
 def _periodicity(profile: np.ndarray) -> float:
