@@ -27,12 +27,12 @@ from digitrec.training.checkpoint import shipped_weights
 LINE_WEIGHT = 0.5  # the line reader's share when its reading of each digit is averaged with the classifier's
 # ...and of a lone digit (a reading of one): there the classifier errs less than LineNet (development canvases of
 # seeds 12345, 1 and 2: 99.57 against 98.87 % of 6,000), so its second opinion counts for less (chosen on
-# development sets; README, "A lone digit")
+# development sets; docs/reading.md, "A lone digit")
 LONE_WEIGHT = 0.3
 # Two pieces are read as one digit instead when their joint box is at most ONE_ASPECT times as wide as it is high,
 # and the classifier reads the whole at least ONE_GAIN times as confidently as the pieces (their geometric mean),
-# and at least ONE_MIN (chosen on development sets: lone digits read as numbers, and two-digit numbers; README,
-# "A lone digit")
+# and at least ONE_MIN (chosen on development sets: lone digits read as numbers, and two-digit numbers;
+# docs/reading.md, "A lone digit")
 ONE_ASPECT, ONE_GAIN, ONE_MIN = 1.2, 1.2, 0.9
 GATE_PIECES = 4  # readings of at most this many pieces are shown to the letter gate (a W is often cut in four)
 BUILTIN = {"default": ("default.pt",),
