@@ -194,6 +194,22 @@ def test_digits_on_forms_are_read(name: str, truth: str) -> None:
     assert Recognizer.load().read(DATA / name).digits == truth
 
 
+@pytest.mark.parametrize("name, truth", [("mnist28_4.png", "4"), ("mnist28_7.png", "7"), ("mnist28_6.png", "6")])
+def test_a_digit_in_mnists_own_28x28_keeps_its_long_strokes(name: str, truth: str) -> None:
+    # MNIST validation digits as 28x28 files, white on black: the 4's stem, the 7's bar and the 6's stem reach past
+    # the rest of the digit for much of the image, and were taken out as rules (read "6", "1", "0").
+    from PIL import Image
+
+    from digitrec.read.normalize import preprocess
+    from digitrec.read.recognizer import Recognizer
+
+    image = np.asarray(Image.open(DATA / name))
+    assert image.shape == (28, 28)
+    ink, mask = preprocess(image)
+    assert remove_rules(mask) is mask and np.count_nonzero(mask) >= np.count_nonzero(image > 200)
+    assert Recognizer.load().read(DATA / name, single=True).digits == truth
+
+
 def test_a_canvas_export_is_not_searched_for_rules() -> None:
     # a drawing canvas has no printed lines: a user's drawn frame stays, and canvases pay nothing for the search
     import io

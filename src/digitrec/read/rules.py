@@ -35,6 +35,9 @@ GAP = 2  # gaps of up to this many pixels along a rule (faint or broken printing
 TILT = 1  # rows either side a horizontal run may wander into (columns, for vertical ones): rules shot askew
 SPECK = 0.1  # pieces of the rest under this fraction of its largest piece do not count for its extent
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity
+# An image under MIN_SIDE px both ways (MNIST's own 28x28) holds a digit alone: its strokes are as long for the
+# image as a rule would be (a 4's stem, a 7's bar reach past the rest), and no form is printed that small.
+MIN_SIDE = 32
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
@@ -43,7 +46,7 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
     Boxes go first; then horizontal rules, vertical ones, and horizontal ones again: a rule that the digit
     nearly spans still counts when both its ends meet the ends of rules already found (a box's corners).
     """
-    if min(mask.shape) < 16 or not mask.any():
+    if min(mask.shape) < 16 or max(mask.shape) < MIN_SIDE or not mask.any():
         return mask
     h, w = mask.shape
     ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
