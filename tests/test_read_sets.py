@@ -229,6 +229,21 @@ def test_line_robustness_tiles_are_mnist_boxes_side_by_side(mnist_dir: Path, tmp
     assert variants["tiles"]["style"] == "make_tiles" and variants["tiles"]["n"] == 3
 
 
+def test_mnist_files_reads_mnist_digits_as_files_both_ways_and_writes_json(mnist_dir: Path, tmp_path: Path) -> None:
+    script = _load_script("mnist_files")
+    images, _ = read_sets.load_test_digits(mnist_dir)
+    decoded = np.asarray(Image.open(io.BytesIO(script.png(images[0]))))
+    assert np.array_equal(decoded, images[0])  # the file holds the digit exactly, white on black as MNIST stores it
+    out = tmp_path / "mnist_files.json"
+    assert script.main(["--n", "20", "--json", str(out), "--data-dir", str(mnist_dir)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["n"] == 20 and figures["digits"] == "test" and figures["classify"] >= 0.95
+    for key in ("white_on_black single", "white_on_black number", "dark_on_white single", "dark_on_white number"):
+        r = figures[key]
+        assert r["accuracy"] >= 0.9 and r["accuracy"] == 1 - len(r["wrong"]) / 20
+        assert 0 <= r["read_as_two_or_more"] + r["abstained"] <= len(r["wrong"])
+
+
 def test_line_robustness_on_validation_digits_uses_the_held_out_training_digits(mnist_dir: Path) -> None:
     robustness = _load_script("line_robustness")
     images, labels = robustness.validation_digits(mnist_dir)
