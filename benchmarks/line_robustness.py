@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_quality import write_json  # noqa: E402
-from PIL import Image  # noqa: E402
 from read_sets import Context, LineRecipe, Sample, encode, load_test_digits, make_line  # noqa: E402
 
 from digitrec.data.mnist import load_splits  # noqa: E402
