@@ -9,7 +9,6 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from line_robustness import validation_digits  # noqa: E402
 from read_quality import write_json  # noqa: E402
-from read_sets import load_test_digits  # noqa: E402
+from read_sets import Sample, encode, load_test_digits  # noqa: E402
 
 from digitrec.read.recognizer import Recognizer  # noqa: E402
 
@@ -31,10 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "mnist_files.json"
 
 
 def png(image: np.ndarray) -> bytes:
-    """A 28x28 uint8 image as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG")
-    return buf.getvalue()
+    """A 28x28 uint8 image as PNG bytes, written as the evaluation sets' files are (`read_sets.encode`)."""
+    return encode(Sample(Image.fromarray(image), ""))
 
 
 def run(images: np.ndarray, labels: np.ndarray, reader: Recognizer) -> dict[str, Any]:
