@@ -201,17 +201,20 @@ def _add_flag(group, flag: str, dest: str, f: dataclasses.Field, help: str) -> N
 def cmd_train_lines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from digitrec.data.lines import LineStyle
     from digitrec.data.mnist import load_splits
     from digitrec.read.lines import export_onnx
     from digitrec.training.lines import train_lines
 
     if args.steps < 1 or args.batch_size < 1 or not 0 < args.lr < math.inf:
         raise DigitrecError("--steps, --batch-size and --lr must be positive (and --lr finite)")
+    if not 0 <= args.loose_p <= 1:
+        raise DigitrecError(f"--loose-p {args.loose_p}: expected a share of the lines from 0 to 1")
     _folder(args.out, "--out")
     splits = load_splits(args.data_dir or None, log=_out)
     figures = train_lines(splits["train"], splits["val"], Path(args.out), steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, log=_out,
-                          init=Path(args.init) if args.init else None)
+                          init=Path(args.init) if args.init else None, style=LineStyle(loose_p=args.loose_p))
     onnx = export_onnx(Path(args.out) / "lines.pt", Path(args.out) / "lines.onnx")
     _out(f"line reader saved to {Path(args.out) / 'lines.pt'} and {onnx}: {figures['val_line_accuracy']:.2%} of "
          "validation lines read exactly")
@@ -451,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", default="runs/lines",
                     help="folder for lines.pt and its ONNX export lines.onnx (default: runs/lines)")
     tl.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this line reader's weights")
+    tl.add_argument("--loose-p", type=float, default=0.0, metavar="P",
+                    help="share of lines written loosely: digits of uneven size, jittered and drifting off the "
+                         "line (default: 0)")
     tl.add_argument("--data-dir", default="", help="folder with the MNIST files")
     tl.set_defaults(func=cmd_train_lines)
 

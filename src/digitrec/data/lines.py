@@ -15,6 +15,9 @@ from digitrec.data.mnist import Split
 
 LINE_H = 32  # height of a line image the line reader sees
 MAX_DIGITS = 10
+LOOSE_SIZE = (0.15, 0.4)  # a loosely written line's size jitter is drawn from this range...
+LOOSE_RISE = (0.06, 0.18)  # ...its vertical jitter sigma from this one (digit heights)...
+LOOSE_DRIFT = 0.5  # ...and its baseline climbs or falls by up to this many digit heights, first digit to last
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class LineStyle:
     thicken_p: float = 0.3
     thin_p: float = 0.15
     lowres_p: float = 0.3  # chance to be shrunk to 12-24 px and scaled back up (small, blurry photos)
+    loose_p: float = 0.0  # share of lines written loosely: digits of uneven size, off the line (LOOSE_*)
 
 
 def glyphs(split: Split) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -72,20 +76,26 @@ def _u(gen: torch.Generator, lo: float, hi: float) -> float:
 def _compose(digits: list[torch.Tensor], gen: torch.Generator, style: LineStyle) -> torch.Tensor:
     """One line at LINE_H px: digits pasted left to right at a working height of 40 px, then cut and scaled."""
     unit = 40.0
+    size_jitter, rise_sigma, climb = style.size_jitter, style.rise, 0.0
+    if style.loose_p and float(torch.rand((), generator=gen)) < style.loose_p:
+        size_jitter, rise_sigma = _u(gen, *LOOSE_SIZE), _u(gen, *LOOSE_RISE)
+        climb = _u(gen, -LOOSE_DRIFT, LOOSE_DRIFT) * unit
     scaled = []
     for d in digits:
-        h = max(8, round(unit * _u(gen, 1 - style.size_jitter, 1 + style.size_jitter)))
+        h = max(8, round(unit * _u(gen, 1 - size_jitter, 1 + size_jitter)))
         w = max(1, round(d.shape[1] * h / d.shape[0]))
         scaled.append(F.interpolate(d[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0])
     gaps = [unit * (-_u(gen, 0.02, style.overlap) if float(torch.rand((), generator=gen)) < style.touch_p
                     else _u(gen, *style.gap)) for _ in digits[1:]]
-    band = round(unit * 2)
+    # room for the tallest digit, 2.5 sigma of jitter either side and the climb (two heights hold the default's)
+    band = round(unit * max(2.0, 1.1 + size_jitter + 5 * rise_sigma) + abs(climb))
     width = int(sum(s.shape[1] for s in scaled) + sum(max(g, 0) for g in gaps)) + 4
     canvas = torch.zeros(band, width)
     x = 2.0
     for k, s in enumerate(scaled):
-        rise = max(-2.5, min(2.5, float(torch.randn((), generator=gen)))) * style.rise * unit
-        top = int((band - s.shape[0]) / 2 + rise)
+        rise = max(-2.5, min(2.5, float(torch.randn((), generator=gen)))) * rise_sigma * unit
+        rise += climb * (k / max(len(scaled) - 1, 1) - 0.5)
+        top = min(max(int((band - s.shape[0]) / 2 + rise), 0), band - s.shape[0])
         left = max(0, int(x))
         region = canvas[top:top + s.shape[0], left:left + s.shape[1]]
         region.copy_(torch.maximum(region, s[:region.shape[0], :region.shape[1]]))

@@ -44,6 +44,21 @@ class LineNet(nn.Module):
         return self.sequence(f.flatten(1, 2)).log_softmax(1)
 
 
+class LineMixture(nn.Module):
+    """Several LineNets read as one: the log of the mean of their column probabilities. Readers fine-tuned from
+    one another put their CTC peaks on the same columns, so the mixture keeps each one's strengths (one trained
+    on the evaluation set's style, one on looser writing) where averaging independent readers blurs them."""
+
+    def __init__(self, members: list[LineNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("LineMixture needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(torch.stack([m(x) for m in self.members]), 0) - math.log(len(self.members))
+
+
 def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
     """`x` [..., W] zero-padded on the right to a multiple of STRIDE, so that the pooling keeps a line's last
     columns (a thin 1 at the end of a line is often all of them) in one more output column."""

@@ -17,8 +17,8 @@ import torch
 from digitrec.data.lines import LINE_H, to_line_height
 from digitrec.errors import DigitrecError
 from digitrec.exporter import export_network_onnx, open_onnx_session
-from digitrec.models.linenet import LineNet, beam_decode, ctc_loglik, greedy_decode, pad_to_stride
-from digitrec.training.checkpoint import load_checkpoint, shipped_weights
+from digitrec.models.linenet import LineMixture, LineNet, beam_decode, ctc_loglik, greedy_decode, pad_to_stride
+from digitrec.training.checkpoint import load_checkpoint, save_checkpoint, shipped_weights
 
 SHIPPED = ("lines.onnx", "lines.pt")  # the first that exists is used
 PARITY = 1e-4  # largest difference in log-probability allowed between an export and its model
@@ -120,17 +120,38 @@ def level(ink: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_model(path: str | Path) -> LineNet:
-    """The LineNet in a `digitrec train-lines` checkpoint, with one clear error for any other file."""
+def load_model(path: str | Path) -> LineNet | LineMixture:
+    """The LineNet (or mixture of LineNets, `mix_checkpoints`) in a line reader checkpoint, with one clear error
+    for any other file."""
     ckpt = load_checkpoint(path)
-    if "linenet" not in ckpt:
+    meta = ckpt.get("linenet")
+    if not isinstance(meta, dict) or "args" not in meta:
         raise DigitrecError(f"line reader {path}: not a LineNet checkpoint (made by `digitrec train-lines`)")
-    model = LineNet(**ckpt["linenet"]["args"])
-    model.load_state_dict(ckpt["model"])
+    members = int(meta.get("members", 0))
+    model = LineMixture([LineNet(**meta["args"]) for _ in range(members)]) if members else LineNet(**meta["args"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:
+        raise DigitrecError(f"line reader {path}: its weights do not fit its network ({e})") from None
     return model.eval()
 
 
-def _eager(model: LineNet) -> Callable[[np.ndarray], np.ndarray]:
+def mix_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """One line reader that reads as the LineNets of `paths` together (`LineMixture`): written to `out` (a
+    checkpoint whose `linenet` facts name its members' sources and figures), atomically."""
+    members = [load_model(p) for p in paths]
+    if not members or any(isinstance(m, LineMixture) for m in members):
+        raise DigitrecError("mix line readers: give one or more single line readers (`digitrec train-lines`)")
+    if any(m.args != members[0].args for m in members):
+        raise DigitrecError("mix line readers: their networks differ in shape " + str([m.args for m in members]))
+    sources = [{"path": str(p), "figures": load_checkpoint(p)["linenet"].get("figures", {})} for p in paths]
+    mixture = LineMixture(members)
+    save_checkpoint({"model": mixture.state_dict(),
+                     "linenet": {"args": members[0].args, "members": len(members), "sources": sources}}, Path(out))
+    return Path(out)
+
+
+def _eager(model: LineNet | LineMixture) -> Callable[[np.ndarray], np.ndarray]:
     @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()

@@ -28,7 +28,8 @@ SHORT = 0.35  # groups shorter than this fraction of the line height are dashes,
 WIDE = 0.9  # groups wider than this times the line height may be several touching digits
 LOOSE_WIDE = 0.5  # ...or narrower ones ("11", "81"), when the line reader counts more digits than the cuts allow
 MAX_PIECES = 5  # even splits are proposed into 2 to this many pieces
-MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height
+MAX_ASPECT = 1.3  # no piece of a cut group is wider than this times the line height...
+LOOSE_ASPECT = 2.0  # ...unless the line reader counts more digits than pieces that narrow and likely can make
 MAX_CANDIDATES = 12  # cut columns considered per wide group...
 CANDIDATES_PER_H = 2.0  # ...and per line height of its width
 BEND = 0.2  # a cut path may wander this many line heights either side of its start column
@@ -158,6 +159,8 @@ def segment_readings(
                 parts[k] = _atoms(groups[k], values, labels, line_h, LOOSE_WIDE)
             atoms = [atom for part in parts for atom in part]
             edges = _edges(atoms, line_h, True)
+            if not np.isfinite(_counted_to(edges, len(atoms) + 1, digits)[0][-1, -1]):  # cuts through much ink
+                edges = _edges(atoms, line_h, True, hopeless=-math.inf, max_aspect=LOOSE_ASPECT)
         elif not reach.size:  # no path as short as the count: a stroke apart from its digit
             edges = _edges(atoms, line_h, True, LOOSE_JOIN)
     rater = _Rater(atoms, values, score)
@@ -619,8 +622,8 @@ def _search(own_ink: np.ndarray, starts: list[int], bend: int, step: float) -> l
     return [xs[:, i] + start - bend for i, start in enumerate(starts)]
 
 
-def _edges(atoms: list[_Atom], line_h: float, may_join: bool, max_join: float = MAX_JOIN
-           ) -> dict[tuple[int, int], float]:
+def _edges(atoms: list[_Atom], line_h: float, may_join: bool, max_join: float = MAX_JOIN,
+           hopeless: float = HOPELESS, max_aspect: float = MAX_ASPECT) -> dict[tuple[int, int], float]:
     """Every run atoms[i:j] that could be one digit, with its log prior: width, height, the cut that ends it,
     and the cost of each real gap it bridges (only when a classifier can judge the joined piece).
     A whole group is always an edge, so a path through the line always exists."""
@@ -641,12 +644,12 @@ def _edges(atoms: list[_Atom], line_h: float, may_join: bool, max_join: float = 
             whole = starts_group and same and run[-1].cut is None
             left, right = min(t.a for t in run), max(t.b for t in run)
             y0, y1 = min(t.y0 for t in run), max(t.y1 for t in run)
-            if not whole and (right - left > MAX_ASPECT * line_h or y1 - y0 < SHORT * line_h):
+            if not whole and (right - left > max_aspect * line_h or y1 - y0 < SHORT * line_h):
                 if not same:
                     break
                 continue
             value = _shape_prior(right - left, y1 - y0, line_h) - (run[-1].cut or 0.0) - joined
-            if value > HOPELESS or whole:
+            if value > hopeless or whole:
                 edges[i, j] = value
     return edges
 

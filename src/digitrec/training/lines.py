@@ -70,6 +70,9 @@ def train_lines(
         ckpt = load_checkpoint(init)
         if "linenet" not in ckpt:
             raise DigitrecError(f"--init {init}: not a LineNet checkpoint (made by `digitrec train-lines`)")
+        if ckpt["linenet"].get("members"):
+            raise DigitrecError(f"--init {init}: a mixture of line readers; start from one of its members "
+                                "(their paths are in its `linenet` facts)")
         model = LineNet(**ckpt["linenet"]["args"])
         model.load_state_dict(ckpt["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
