@@ -124,10 +124,12 @@ def segment_readings(
     without `score`, gaps are never bridged. Given `count` (and `score`), the best path with as many digits
     as `count` says the line holds wins, when there is one; when the cuts allow too few digits, the widest
     groups kept whole (down to LOOSE_WIDE line heights) are cut too: two touching 1s are narrower than one
-    wide digit; when the pieces make too many, wider gaps may be bridged (up to LOOSE_JOIN): a 1 in two
-    strokes. The second reading is the best path of any length through the pieces rated (segmentation's own
-    reading of the line, but for pieces it never had to rate), when `count` was asked and that path holds
-    another number of digits (else None): the caller may judge which of the two the line holds."""
+    wide digit; and if that is still too few, costly cuts and pieces up to LOOSE_ASPECT line heights wide are
+    rated too: a big digit whose stroke runs over its neighbour; when the pieces make too many, wider gaps may
+    be bridged (up to LOOSE_JOIN): a 1 in two strokes. The second reading is the best path of any length
+    through the pieces rated (segmentation's own reading of the line, but for pieces it never had to rate),
+    when `count` was asked and that path holds another number of digits (else None): the caller may judge
+    which of the two the line holds."""
     if ink.shape != mask.shape:
         raise DigitrecError(f"segment: ink {list(ink.shape)} and mask {list(mask.shape)} differ in shape")
     labels, n = ndimage.label(mask, EIGHT)
@@ -625,8 +627,9 @@ def _search(own_ink: np.ndarray, starts: list[int], bend: int, step: float) -> l
 def _edges(atoms: list[_Atom], line_h: float, may_join: bool, max_join: float = MAX_JOIN,
            hopeless: float = HOPELESS, max_aspect: float = MAX_ASPECT) -> dict[tuple[int, int], float]:
     """Every run atoms[i:j] that could be one digit, with its log prior: width, height, the cut that ends it,
-    and the cost of each real gap it bridges (only when a classifier can judge the joined piece).
-    A whole group is always an edge, so a path through the line always exists."""
+    and the cost of each real gap it bridges (only when a classifier can judge the joined piece); runs priced
+    under `hopeless`, or wider than `max_aspect` line heights, are left out. A whole group is always an edge, so a
+    path through the line always exists."""
     edges = {}
     for i in range(len(atoms)):
         g = atoms[i].group
