@@ -252,11 +252,12 @@ def test_a_lone_digit_with_a_heavy_detached_bar_is_one_digit(score) -> None:
     assert len(boxes) == 1 and _close(boxes[0], (100, 40, 88, 120))
 
 
-@pytest.mark.parametrize("name, truth, cut", [("lone_9_small.png", "9", "98"), ("lone_5_canvas.png", "5", "52"),
+@pytest.mark.parametrize("name, truth, cut", [("lone_9_small.png", "9", "9"), ("lone_5_canvas.png", "5", "52"),
                                                ("lone_0_hatched.jpg", "0", "80")])
 def test_a_lone_digit_cut_in_two_is_read_as_one(name, truth, cut, monkeypatch) -> None:
     # Development images the reader read as two digits when not told --single: the line reader counted two in
-    # a small 9 and a hatched 0, and the 5's bar stands apart; whole, each is read at 0.9 or more.
+    # a small 9 ("98") and a hatched 0, and the 5's bar stands apart; whole, each is read at 0.9 or more. The
+    # two line readers mixed (2026-12-08) count one digit in the small 9 themselves, so it reads as 9 either way.
     rec = Recognizer.load()
     assert rec.read(GOLDEN / name).digits == truth == rec.read(GOLDEN / name, single=True).digits
     monkeypatch.setattr(recognizer, "ONE_MIN", 1.01)  # never read two pieces as one: the reading before
