@@ -123,7 +123,11 @@ def level(ink: np.ndarray) -> np.ndarray:
 def load_model(path: str | Path) -> LineNet | LineMixture:
     """The LineNet (or mixture of LineNets, `mix_checkpoints`) in a line reader checkpoint, with one clear error
     for any other file."""
-    ckpt = load_checkpoint(path)
+    return _model_of(load_checkpoint(path), path)
+
+
+def _model_of(ckpt: dict, path: str | Path) -> LineNet | LineMixture:
+    """The network of a loaded line reader checkpoint (`path` names it in errors)."""
     meta = ckpt.get("linenet")
     if not isinstance(meta, dict) or "args" not in meta:
         raise DigitrecError(f"line reader {path}: not a LineNet checkpoint (made by `digitrec train-lines`)")
@@ -139,14 +143,14 @@ def load_model(path: str | Path) -> LineNet | LineMixture:
 def mix_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """One line reader that reads as the LineNets of `paths` together (`LineMixture`): written to `out` (a
     checkpoint whose `linenet` facts name its members' sources and figures), atomically."""
-    members = [load_model(p) for p in paths]
+    ckpts = [load_checkpoint(p) for p in paths]
+    members = [_model_of(c, p) for c, p in zip(ckpts, paths)]
     if not members or any(isinstance(m, LineMixture) for m in members):
         raise DigitrecError("mix line readers: give one or more single line readers (`digitrec train-lines`)")
     if any(m.args != members[0].args for m in members):
         raise DigitrecError("mix line readers: their networks differ in shape " + str([m.args for m in members]))
-    sources = [{"path": str(p), "figures": load_checkpoint(p)["linenet"].get("figures", {})} for p in paths]
-    mixture = LineMixture(members)
-    save_checkpoint({"model": mixture.state_dict(),
+    sources = [{"path": str(p), "figures": c["linenet"].get("figures", {})} for c, p in zip(ckpts, paths)]
+    save_checkpoint({"model": LineMixture(members).state_dict(),
                      "linenet": {"args": members[0].args, "members": len(members), "sources": sources}}, Path(out))
     return Path(out)
 

@@ -115,9 +115,11 @@ def extract_ink(gray: np.ndarray, rules: bool = True) -> tuple[np.ndarray, np.nd
     # The stroke core's level: what full ink looks like in this image (pencil on paper may reach only 0.3).
     level = _quantiles(d[d > 0.5 * top], (0.75,))[0]
     floor = max(0.03, 3.0 * noise)
-    if grain and floor >= level:  # a grid as dark as the ink widens the spread past the ink's level: above the
-        floor = max(0.03, 3.0 * grain)  # grain, its lines are ink until `remove_rules` takes them out (a page with
-        # no grain at all is drawn, not scanned: a checkerboard, whose squares would all be ink)
+    # A grid as dark as the ink widens the spread past the ink's level: above the grain, its lines are ink until
+    # `remove_rules` takes them out (a page with no grain at all is drawn, not scanned: a checkerboard, whose
+    # squares would all be ink).
+    if grain and floor >= level:
+        floor = max(0.03, 3.0 * grain)
     if level < FAINT and _edge_width(d, level) > max(SHARP, SOFT * level / FAINT):
         return *none, None  # faint and soft: shading, not ink
     t = min(max(_otsu(d[::2, ::2], level), floor, 0.25 * level), 0.6 * level)
